@@ -1,0 +1,1 @@
+"""Studies, workers, tracking and the CLI: the service around `spaces` and `trainers`."""

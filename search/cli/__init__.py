@@ -1,0 +1,47 @@
+"""`hpsearch`: a thin command line over the Python API in `search`, `spaces` and `trainers`.
+
+Each verb lives in its own module with a `register(subparsers)` function; a verb only parses
+its arguments and calls the API. Errors a user can fix exit 2 with one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from search.errors import USER_ERRORS, InfrastructureError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Imported here so that `hpsearch --help` stays fast and each verb owns its module.
+    from search.cli import space_cmd, study_cmd, train_cmd
+
+    parser = argparse.ArgumentParser(
+        prog="hpsearch",
+        description="Random search for neural-network hyperparameters, tracked in MLflow.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (study_cmd, train_cmd, space_cmd):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 with argparse's message on a usage error
+    try:
+        return int(args.handler(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"hpsearch: error: {exc}", file=sys.stderr)
+        return 2
+    except InfrastructureError as exc:
+        print(f"hpsearch: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hpsearch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
