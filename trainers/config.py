@@ -31,7 +31,7 @@ class TrainConfig:
     # --- data ---------------------------------------------------------------------------
     dataset: str = "digits"  # a built-in name, `synthetic:N` (N samples), or a .csv/.npz path
     target: str | None = None  # target column of a CSV (or array name in an .npz); None: "target"
-    task: Task = "auto"  # auto: classification for built-ins/int targets, else regression
+    task: Task = "auto"  # auto: classification for built-ins, text or few-valued int targets
     normalization: str = "standardize"  # none | standardize (mean/std) | minmax ([0, 1])
     standardize_target: bool = True  # regression only; metrics stay in the target's units
     val_fraction: float = 0.2  # share of rows held out for validation

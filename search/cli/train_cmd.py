@@ -1,7 +1,130 @@
-"""`hpsearch` verbs: placeholder until its issue lands."""
+"""`hpsearch train`: train one configuration from flags and/or a TOML file, print its metrics.
+
+Every `TrainConfig` field is a flag (`--hidden-units 64`, or `--hidden_units 64`); a TOML file
+(`--config run.toml`) holds the same fields as top-level keys, unknown keys refused by name.
+Flags override the file, which overrides the defaults. Exit codes: 0 when training completed,
+3 when it diverged (the run worked; the configuration did not), 2 for bad input.
+"""
+
+from __future__ import annotations
 
 import argparse
+import json
+import math
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from trainers import ConfigError, TrainConfig, TrainResult, prepare_data, train
+from trainers.config import field_types
+
+EXIT_DIVERGED = 3
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # noqa: ARG001
-    pass
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "train",
+        help="train one configuration and print its metrics",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, help="TOML file of TrainConfig fields")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    fields = parser.add_argument_group("TrainConfig fields (defaults: trainers/config.py)")
+    for name, kind in field_types().items():
+        flags = [f"--{name.replace('_', '-')}"]
+        if "_" in name:
+            flags.append(f"--{name}")
+        if kind is bool:
+            fields.add_argument(
+                *flags, dest=name, action=argparse.BooleanOptionalAction, default=None
+            )
+        else:
+            # Values are parsed here, not by argparse, so a bad one is a one-line ConfigError.
+            hint = "comma-separated integers" if kind is tuple else kind.__name__
+            fields.add_argument(*flags, dest=name, metavar=hint.upper().split()[0], default=None)
+    parser.set_defaults(handler=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    data = prepare_data(config)
+    report = None if args.json else _print_epoch(config.epochs)
+    result = train(config, data, report)
+    if args.json:
+        print(json.dumps({"config": config.to_dict(), "result": _json_safe(result.to_dict())}))
+    else:
+        _print_summary(result)
+    if result.outcome == "diverged":
+        print(f"hpsearch: training diverged: {result.reason}", file=sys.stderr)
+        return EXIT_DIVERGED
+    return 0
+
+
+def build_config(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the TOML file, then the flags given on the command line."""
+    values: dict[str, Any] = read_toml(args.config) if args.config else {}
+    types = field_types()
+    for name, kind in types.items():
+        given = getattr(args, name, None)
+        if given is not None:
+            values[name] = given if kind is bool else _parse(name, kind, given)
+    return TrainConfig.from_dict(values)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"`--config` file '{path}' does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"`--config` file '{path}' is not valid TOML: {exc}") from None
+
+
+def _parse(name: str, kind: type, text: str) -> Any:
+    try:
+        if kind is tuple:
+            return tuple(int(part) for part in text.split(",") if part.strip())
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+    except ValueError:
+        expected = "comma-separated integers" if kind is tuple else f"a {kind.__name__}"
+        flag = f"--{name.replace('_', '-')}"
+        raise ConfigError(f"`{flag}` must be {expected}, but got {text!r}") from None
+    return text
+
+
+def _print_epoch(epochs: int) -> Any:
+    width = len(str(epochs))
+
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        shown = "  ".join(
+            f"{k} {v:.4g}" for k, v in metrics.items() if not k.startswith("grad_norm/")
+        )
+        print(f"epoch {epoch:>{width}}/{epochs}  {shown}", flush=True)
+
+    return report
+
+
+def _print_summary(result: TrainResult) -> None:
+    print(f"outcome: {result.outcome}" + (f" ({result.reason})" if result.reason else ""))
+    print(f"device: {result.device}  epochs: {result.epochs_run}  time: {result.wall_time_s:.2f}s")
+    if result.flags:
+        print(f"flags: {', '.join(result.flags)}")
+    for key, value in result.metrics.items():
+        print(f"  {key:<16} {value:.6g}")
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinity are not JSON: they become null (the reason says what happened)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value

@@ -1,0 +1,1 @@
+"""Benchmarks, each runnable alone: `python -m bench.trainer_bench`. Results: bench/results/."""
