@@ -1,0 +1,222 @@
+"""The spool: operations a down tracking server could not take, kept on disk for later.
+
+One JSON-lines file per run: a header line (which server, experiment, run, trial) and one line
+per pending op, in order. Files are written whole (temp file + rename), so a reader never sees
+half a file. A replaying process claims a file by renaming it (atomic, so two workers sharing
+a spool directory never replay the same file), sends its ops in order and rewrites the file
+after each acknowledged op, so a crash mid-replay resends at most the op in flight.
+
+The header keeps the tracking URI *redacted* (no password on disk); a file is replayed by a
+client whose redacted URI matches it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from search.redact import redact
+from search.tracking._env import describe, is_permanent
+from search.tracking._ops import Op, RunTarget, execute
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+_logger = logging.getLogger("search.tracking")
+
+FORMAT = "hpsearch-spool/1"
+SUFFIX = ".jsonl"
+_CLAIM = ".claimed-"
+
+
+@dataclass(frozen=True)
+class ReplayedRun:
+    """A spooled run that was (re)sent: store `run_id` on the Optuna trial if it was None."""
+
+    study: str
+    trial_number: int | None
+    attempt: int | None
+    run_id: str | None
+    created: bool  # the run itself was created by this replay (the server was down at start)
+    complete: bool  # every spooled op of this run is now on the server
+
+
+OnRunCreated = Callable[[ReplayedRun], None]
+
+
+def spool_header(
+    tracking_uri: str,
+    target: RunTarget,
+    study: str = "",
+    trial_number: int | None = None,
+    attempt: int | None = None,
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "tracking_uri": redact(tracking_uri),
+        "experiment_id": target.experiment_id,
+        "run_id": target.run_id,
+        "artifact_uri": target.artifact_uri,
+        "study": study,
+        "trial_number": trial_number,
+        "attempt": attempt,
+    }
+
+
+def write_spool_file(directory: Path, header: dict[str, Any], ops: list[Op]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{header.get('study') or 'run'}-{uuid.uuid4().hex}{SUFFIX}"
+    _write(path, header, ops)
+    return path
+
+
+def _write(path: Path, header: dict[str, Any], ops: list[Op]) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for record in [header, *ops]:
+            f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read(path: Path) -> tuple[dict[str, Any], list[Op]]:
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines:
+        raise ValueError(f"spool file {path} is empty")
+    header = json.loads(lines[0])
+    if header.get("format") != FORMAT:
+        raise ValueError(f"spool file {path} has format {header.get('format')!r}, not {FORMAT}")
+    return header, [json.loads(line) for line in lines[1:]]
+
+
+def _claim_suffix() -> str:
+    return f"{_CLAIM}{socket.gethostname()}-{os.getpid()}"
+
+
+def _release_stale_claims(directory: Path) -> None:
+    """Give back files claimed by a process of this host that no longer exists."""
+    host = socket.gethostname()
+    for path in directory.glob(f"*{SUFFIX}{_CLAIM}*"):
+        owner = path.name.rsplit(_CLAIM, 1)[1]
+        owner_host, _, pid = owner.rpartition("-")
+        if owner_host != host or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            original = path.with_name(path.name.rsplit(_CLAIM, 1)[0])
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(path, original)
+        except PermissionError:
+            pass  # alive, another user's
+
+
+def pending_files(directory: Path, tracking_uri: str) -> list[Path]:
+    """Unclaimed spool files for this tracking server, oldest first."""
+    if not directory.is_dir():
+        return []
+    _release_stale_claims(directory)
+    wanted = redact(tracking_uri)
+    found: list[tuple[float, Path]] = []
+    for path in directory.glob(f"*{SUFFIX}"):
+        try:
+            with open(path, encoding="utf-8") as f:
+                header = json.loads(f.readline())
+            if header.get("tracking_uri") == wanted:
+                found.append((path.stat().st_mtime, path))
+        except (OSError, ValueError):
+            continue  # vanished (claimed meanwhile) or not ours
+    return [path for _, path in sorted(found)]
+
+
+def replay_files(
+    client: MlflowClient,
+    tracking_uri: str,
+    directory: Path,
+    on_run_created: OnRunCreated | None = None,
+) -> list[ReplayedRun]:
+    """Send every spooled file for this server; stop at the first sign the server is down."""
+    results: list[ReplayedRun] = []
+    for path in pending_files(directory, tracking_uri):
+        claimed = path.with_name(path.name + _claim_suffix())
+        try:
+            os.rename(path, claimed)
+        except FileNotFoundError:
+            continue  # another worker claimed it first
+        result, server_down = _replay_one(client, claimed, path)
+        if result is not None:
+            results.append(result)
+            if result.created and on_run_created is not None:
+                try:
+                    on_run_created(result)
+                except Exception:
+                    _logger.exception("on_run_created callback failed for %s", result)
+        if server_down:
+            break
+    return results
+
+
+def _replay_one(
+    client: MlflowClient, claimed: Path, original: Path
+) -> tuple[ReplayedRun | None, bool]:
+    try:
+        header, ops = _read(claimed)
+    except (OSError, ValueError) as exc:
+        _logger.warning("unreadable spool file %s left aside: %s", claimed, describe(exc))
+        os.rename(claimed, claimed.with_name(claimed.name + ".bad"))
+        return None, False
+    target = RunTarget(
+        experiment_id=str(header["experiment_id"]),
+        run_id=header.get("run_id"),
+        artifact_uri=header.get("artifact_uri"),
+    )
+    created = False
+    server_down = False
+    while ops:
+        op = ops[0]
+        try:
+            execute(client, target, op)
+        except Exception as exc:
+            if not is_permanent(exc):
+                server_down = True
+                break
+            _logger.warning(
+                "spooled %s for run %s refused by the server, dropped: %s",
+                op["op"],
+                target.run_id,
+                describe(exc),
+            )
+            if op["op"] == "create_run":
+                ops = []  # nothing else can be sent without a run
+                break
+        else:
+            if op["op"] == "create_run":
+                created = True
+                header["run_id"] = target.run_id
+                header["artifact_uri"] = target.artifact_uri
+        ops.pop(0)
+        if ops:
+            _write(claimed, header, ops)
+    if ops:
+        _write(claimed, header, ops)
+        os.rename(claimed, original)
+    else:
+        claimed.unlink(missing_ok=True)
+    result = ReplayedRun(
+        study=str(header.get("study") or ""),
+        trial_number=header.get("trial_number"),
+        attempt=header.get("attempt"),
+        run_id=target.run_id,
+        created=created,
+        complete=not ops,
+    )
+    return result, server_down

@@ -1,0 +1,347 @@
+"""`Tracker` (one per worker process) and `TrialRun` (one per trial attempt).
+
+Requests per trial, when the server is up and the trial is shorter than `flush_interval_s`:
+create_run, one log_batch (params, every epoch's metrics, tags), one PUT per artifact,
+update_run (terminate): five for two artifacts. Longer trials add one log_batch per
+`flush_interval_s`, sent by a background thread so the training thread never waits on I/O.
+
+When the server does not answer, nothing is lost and nothing raises into the trial: unsent
+ops stay in memory while the trial runs and go to the spool at `finish`; the spool is replayed
+after the next trial that reached the server, at `close()`, and by `replay_spool`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from search.redact import redact
+from search.tracking._env import describe, is_permanent, make_client
+from search.tracking._ops import (
+    MetricPoint,
+    Op,
+    RunTarget,
+    artifact_op,
+    batch_ops,
+    check_status,
+    clean_key,
+    clean_param,
+    clean_tag,
+    create_op,
+    execute,
+    nonfinite_keys,
+    now_ms,
+    terminate_op,
+)
+from search.tracking._plots import learning_curves_png
+from search.tracking._spool import (
+    OnRunCreated,
+    ReplayedRun,
+    pending_files,
+    replay_files,
+    spool_header,
+    write_spool_file,
+)
+from search.tracking._study_run import STUDY_TAG, StudyRunRef
+
+_logger = logging.getLogger("search.tracking")
+
+DEFAULT_SPOOL_DIR = Path("hpsearch-spool")
+LEARNING_CURVES = "learning_curves.png"
+NONFINITE_TAG = "hpsearch.nonfinite_metrics"
+PLOT_ERROR_TAG = "hpsearch.plot_error"
+FINAL_PREFIX = "final/"
+
+
+class Tracker:
+    """Logs a worker's trials to MLflow: one child run per trial attempt under the study run.
+
+    Thread safety: one trial at a time (the worker's thread) plus the background flusher.
+    `on_run_created` is called for a run that a replay created because the server was down
+    when its trial started: store `ReplayedRun.run_id` on the Optuna trial there.
+    """
+
+    def __init__(
+        self,
+        ref: StudyRunRef,
+        spool_dir: Path | str = DEFAULT_SPOOL_DIR,
+        flush_interval_s: float = 15.0,
+        worker: str = "",
+        on_run_created: OnRunCreated | None = None,
+    ) -> None:
+        if not flush_interval_s > 0:
+            raise ValueError(f"`flush_interval_s > 0` must hold, but got {flush_interval_s=}")
+        self.ref = ref
+        self.spool_dir = Path(spool_dir)
+        self.flush_interval_s = float(flush_interval_s)
+        self.worker = worker
+        self.on_run_created = on_run_created
+        self.client = make_client(ref.tracking_uri)
+        self.study_name = ref.study_name or self._read_study_name()
+        # `_io_lock` orders all requests (flusher, finish, replay); log_epoch never takes it.
+        self._io_lock = threading.Lock()
+        self._active: TrialRun | None = None
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+
+    def _read_study_name(self) -> str:
+        try:
+            return str(self.client.get_experiment(self.ref.experiment_id).name)
+        except Exception as exc:
+            _logger.warning("could not read the study's experiment name: %s", describe(exc))
+            return ""
+
+    def start_trial(
+        self, trial_number: int, attempt: int, params: Mapping[str, Any], tags: Mapping[str, str]
+    ) -> TrialRun:
+        """Create the attempt's run (one request); params wait for the first batch."""
+        previous = self._active
+        if previous is not None and not previous.finished:
+            _logger.warning(
+                "trial %s was not finished before trial %s started; its run stays RUNNING",
+                previous.trial_number,
+                trial_number,
+            )
+            with self._io_lock:
+                previous._send_outbox()
+        run_name = f"trial-{trial_number}" + (f"-attempt-{attempt}" if attempt > 0 else "")
+        run_tags = {clean_key(k): clean_tag(v) for k, v in tags.items()}
+        run_tags.update(
+            {
+                "mlflow.parentRunId": self.ref.parent_run_id,
+                "mlflow.runName": run_name,
+                STUDY_TAG: self.study_name,
+                "hpsearch.role": "trial",
+                "hpsearch.trial_number": str(trial_number),
+                "hpsearch.attempt": str(attempt),
+                "hpsearch.worker": clean_tag(self.worker),
+            }
+        )
+        run = TrialRun(self, trial_number, attempt, params, create_op(now_ms(), run_tags))
+        with self._io_lock:
+            run._send_outbox()
+        self._active = run
+        self._ensure_flusher()
+        return run
+
+    def _ensure_flusher(self) -> None:
+        if self._flusher is None or not self._flusher.is_alive():
+            self._stop.clear()
+            self._flusher = threading.Thread(
+                target=self._flush_loop, name="hpsearch-mlflow-flusher", daemon=True
+            )
+            self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self.flush_interval_s):
+            run = self._active
+            if run is None or run.finished:
+                continue
+            try:
+                with self._io_lock:
+                    if not run.finished:
+                        run._flush_buffer()
+                        run._send_outbox()
+            except Exception:  # the flusher must outlive any surprise
+                _logger.exception("background MLflow flush failed")
+
+    def replay(self) -> list[ReplayedRun]:
+        """Send this server's spooled runs now (the next trial's finish does it too)."""
+        with self._io_lock:
+            return replay_files(
+                self.client, self.ref.tracking_uri, self.spool_dir, self.on_run_created
+            )
+
+    def close(self) -> None:
+        """Flush what is buffered, replay the spool, stop the background thread."""
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=self.flush_interval_s + 60)
+            self._flusher = None
+        run = self._active
+        if run is not None and not run.finished:
+            with self._io_lock:
+                run._flush_buffer()
+                if not run._send_outbox():
+                    run._spool_outbox()
+        if pending_files(self.spool_dir, self.ref.tracking_uri):
+            self.replay()
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class TrialRun:
+    """One trial attempt's MLflow run. `run_id` is None while the run could not be created."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        trial_number: int,
+        attempt: int,
+        params: Mapping[str, Any],
+        create: Op,
+    ) -> None:
+        self.tracker = tracker
+        self.trial_number = trial_number
+        self.attempt = attempt
+        self.finished = False
+        self._target = RunTarget(tracker.ref.experiment_id)
+        self._buffer_lock = threading.Lock()
+        self._params = {clean_key(k): clean_param(v) for k, v in params.items()}
+        self._metrics: list[MetricPoint] = []
+        self._epoch_keys: set[str] = set()
+        self._epoch_steps: set[int] = set()
+        self._refused = False
+        self._outbox: list[Op] = [create]  # acknowledged ops leave; the rest may be spooled
+
+    @property
+    def run_id(self) -> str | None:
+        return self._target.run_id
+
+    def log_epoch(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Buffer one epoch's metrics (no I/O: safe on the training thread)."""
+        ts = now_ms()
+        points = [(clean_key(k), float(v), ts, int(step)) for k, v in metrics.items()]
+        with self._buffer_lock:
+            self._metrics.extend(points)
+            self._epoch_keys.update(key for key, _, _, _ in points)
+            self._epoch_steps.add(int(step))
+
+    def finish(
+        self,
+        status: str,
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        artifacts: Mapping[str, bytes | str] | None = None,
+        history: list[dict[str, float]] | None = None,
+    ) -> None:
+        """Send everything left, the artifacts, and end the run with `status`. Never raises
+        for tracking trouble (the trial trained; its result must not depend on MLflow).
+
+        `metrics` with a key also logged per epoch are stored as `final/<key>`, so an epoch
+        history keeps one point per epoch. `history` epochs never given to `log_epoch` are
+        logged (step: the entry's `epoch`, else its position from 1) and drawn into
+        `learning_curves.png` unless `artifacts` already has one.
+        """
+        check_status(status)
+        if self.finished:
+            _logger.warning("trial %s attempt %s finished twice", self.trial_number, self.attempt)
+            return
+        extra_tags: dict[str, str] = {}
+        files: dict[str, bytes | str] = dict(artifacts or {})
+        if history and LEARNING_CURVES not in files:
+            try:
+                files[LEARNING_CURVES] = learning_curves_png(history)
+            except Exception as exc:
+                extra_tags[PLOT_ERROR_TAG] = describe(exc)
+        ts = now_ms()
+        with self._buffer_lock:
+            for i, entry in enumerate(history or [], start=1):
+                step = int(entry.get("epoch", i))
+                if step in self._epoch_steps:
+                    continue
+                self._epoch_steps.add(step)
+                for key, value in entry.items():
+                    if key != "epoch" and _is_number(value):
+                        self._metrics.append((clean_key(key), float(value), ts, step))
+                        self._epoch_keys.add(clean_key(key))
+            last_step = max(self._epoch_steps, default=0)
+            for key, value in metrics.items():
+                name = clean_key(key)
+                if name in self._epoch_keys:
+                    name = FINAL_PREFIX + name
+                self._metrics.append((name, float(value), ts, last_step))
+            bad = nonfinite_keys(self._metrics)
+        if bad:
+            extra_tags[NONFINITE_TAG] = clean_tag(",".join(bad))
+        final_tags = {clean_key(k): clean_tag(v) for k, v in tags.items()} | extra_tags
+        ops = [artifact_op(path, data) for path, data in files.items()]
+        ops.append(terminate_op(status, now_ms()))
+        with self.tracker._io_lock:
+            self.finished = True
+            self._flush_buffer(final_tags)
+            if not self._refused:
+                self._outbox.extend(ops)
+            reached = self._send_outbox()
+            if not reached:
+                self._spool_outbox()
+        if self.tracker._active is self:
+            self.tracker._active = None
+        if reached and pending_files(self.tracker.spool_dir, self.tracker.ref.tracking_uri):
+            try:
+                self.tracker.replay()
+            except Exception:
+                _logger.exception("spool replay failed")
+
+    # --- called with the tracker's io lock held ----------------------------------------
+    def _flush_buffer(self, tags: dict[str, str] | None = None) -> None:
+        with self._buffer_lock:
+            params, self._params = self._params, {}
+            metrics, self._metrics = self._metrics, []
+        if self._refused:
+            return
+        if params or metrics or tags:
+            self._outbox.extend(batch_ops(params, metrics, tags or {}))
+
+    def _send_outbox(self) -> bool:
+        """Send ops in order; False (ops kept) at the first one the server did not take."""
+        client = self.tracker.client
+        while self._outbox:
+            op = self._outbox[0]
+            try:
+                execute(client, self._target, op)
+            except Exception as exc:
+                if not is_permanent(exc):
+                    _logger.warning(
+                        "MLflow unreachable (%s for trial %s): %s",
+                        op["op"],
+                        self.trial_number,
+                        describe(exc),
+                    )
+                    return False
+                _logger.warning(
+                    "MLflow refused %s for trial %s, dropped: %s",
+                    op["op"],
+                    self.trial_number,
+                    describe(exc),
+                )
+                if op["op"] == "create_run":
+                    self._refused = True  # no run: later ops have nowhere to go
+                    self._outbox.clear()
+                    return True
+            self._outbox.pop(0)
+        return True
+
+    def _spool_outbox(self) -> None:
+        if not self._outbox:
+            return
+        header = spool_header(
+            self.tracker.ref.tracking_uri,
+            self._target,
+            study=self.tracker.study_name,
+            trial_number=self.trial_number,
+            attempt=self.attempt,
+        )
+        try:
+            path = write_spool_file(self.tracker.spool_dir, header, self._outbox)
+        except OSError as exc:
+            _logger.error("could not spool trial %s: %s", self.trial_number, describe(exc))
+            return
+        _logger.warning(
+            "trial %s: %d MLflow op(s) spooled to %s",
+            self.trial_number,
+            len(self._outbox),
+            redact(str(path)),
+        )
+        self._outbox = []
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -1,0 +1,146 @@
+"""Tracking faults with real components: a tracking server that goes away and comes back,
+and an artifact store that refuses writes even to root."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from search.tracking import (
+    ReplayedRun,
+    Tracker,
+    ensure_study_run,
+    mark_run_ended,
+    replay_spool,
+)
+from tests.conftest import MlflowServer
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 20
+KEYS = ("train_loss", "val_loss", "val_accuracy", "grad_norm/0")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    root = tmp_path_factory.mktemp("mlflow-faults")
+    (root / "artifacts").mkdir()
+    srv = MlflowServer(f"sqlite:///{root / 'mlflow.db'}", root / "artifacts")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A refused connection is not retried: the test waits for the spool, not for backoff.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+
+
+def log_epochs(run, offset: float = 0.0) -> list[dict[str, float]]:  # type: ignore[no-untyped-def]
+    history = []
+    for epoch in range(1, EPOCHS + 1):
+        metrics = {key: offset + i + 1.0 / epoch for i, key in enumerate(KEYS)}
+        run.log_epoch(epoch, metrics)
+        history.append({"epoch": epoch, **metrics})
+    return history
+
+
+def assert_complete_once(client: MlflowClient, run_id: str, status: str = "FINISHED") -> None:
+    run = client.get_run(run_id)
+    assert run.info.status == status
+    for key in KEYS:
+        steps = [m.step for m in client.get_metric_history(run_id, key)]
+        assert sorted(steps) == list(range(1, EPOCHS + 1)), (key, steps)  # each point once
+    assert {a.path for a in client.list_artifacts(run_id)} == {"config.json", "learning_curves.png"}
+
+
+def test_a_down_server_loses_nothing_and_fails_no_trial(
+    server: MlflowServer, tmp_path: Path, fail_fast: None
+) -> None:
+    spool = tmp_path / "spool"
+    ref = ensure_study_run(server.uri, "outage", {"budget": 3})
+    created: list[ReplayedRun] = []
+    tracker = Tracker(ref, spool, worker="w0", on_run_created=created.append)
+
+    # trial 0 starts while the server is up, then the server dies mid-trial
+    run0 = tracker.start_trial(0, 0, {"alpha": 0.01}, {})
+    assert run0.run_id is not None
+    history0 = log_epochs(run0)
+    # another worker's attempt, whose process was killed: its run stays RUNNING
+    client = MlflowClient(server.uri)
+    dead_run_id = client.create_run(
+        ref.experiment_id, tags={"mlflow.runName": "trial-9"}
+    ).info.run_id
+    server.stop()
+
+    start = time.perf_counter()
+    run0.finish("FINISHED", {"objective": 0.5}, {}, {"config.json": "{}"}, history0)
+    # trial 1 starts while the server is down: its run cannot even be created
+    run1 = tracker.start_trial(1, 0, {"alpha": 0.02}, {})
+    assert run1.run_id is None
+    history1 = log_epochs(run1, offset=10)
+    run1.finish("FINISHED", {"objective": 0.6}, {}, {"config.json": "{}"}, history1)
+    mark_run_ended(server.uri, dead_run_id, "KILLED", "heartbeat lost", spool_dir=spool)
+    assert time.perf_counter() - start < 30, "a dead server must fail fast"
+    assert len(list(spool.glob("*.jsonl"))) == 3
+
+    replayed = replay_spool(server.uri, spool)  # still down: nothing is lost
+    assert all(not r.complete for r in replayed)
+    assert len(list(spool.glob("*.jsonl"))) == 3
+
+    restarted_ms = int(time.time() * 1000)
+    server.start()  # same port, same backend store
+    # the next trial's finish replays the spool once the server answers again
+    run2 = tracker.start_trial(2, 0, {"alpha": 0.03}, {})
+    run2.finish("FINISHED", {"objective": 0.7}, {}, {"config.json": "{}"}, log_epochs(run2))
+    tracker.close()
+    assert list(spool.glob("*")) == []
+    assert [(r.trial_number, r.attempt, r.created) for r in created] == [(1, 0, True)]
+    assert replay_spool(server.uri, spool) == []  # replaying again sends nothing twice
+
+    run1_id = created[0].run_id
+    assert run1_id is not None
+    for run_id in (run0.run_id, run1_id, run2.run_id):
+        assert_complete_once(client, run_id)
+    run1_info = client.get_run(run1_id)
+    assert run1_info.data.tags["mlflow.runName"] == "trial-1"
+    assert run1_info.data.tags["mlflow.parentRunId"] == ref.parent_run_id
+    assert run1_info.data.params == {"alpha": "0.02"}
+    # the replayed run keeps the times of the trial, not of the replay
+    assert run1_info.info.start_time < restarted_ms
+    assert run1_info.info.end_time < restarted_ms
+    dead = client.get_run(dead_run_id)
+    assert dead.info.status == "KILLED"
+    assert dead.data.tags["hpsearch.reason"] == "heartbeat lost"
+
+
+def test_an_unwritable_artifact_store_keeps_metrics(
+    server: MlflowServer, tmp_path: Path, fail_fast: None
+) -> None:
+    # Tests run as root, where chmod does not stop writes. A path *under a regular file*
+    # fails for everyone: mkdir gives ENOTDIR.
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the artifact root's parent should be")
+    server.stop()
+    server.artifacts = blocker / "artifacts"
+    server.start()
+
+    ref = ensure_study_run(server.uri, "no-artifacts", {})
+    with Tracker(ref, tmp_path / "spool") as tracker:
+        run = tracker.start_trial(0, 0, {"alpha": 0.01}, {})
+        history = log_epochs(run)
+        run.finish("FINISHED", {"objective": 0.5}, {}, {"config.json": "{}"}, history)
+    client = MlflowClient(server.uri)
+    got = client.get_run(run.run_id)
+    assert got.info.status == "FINISHED"
+    assert "config.json" in got.data.tags["hpsearch.artifact_error"]
+    assert "learning_curves.png" in got.data.tags["hpsearch.artifact_error"]
+    assert got.data.params == {"alpha": "0.01"}
+    for key in KEYS:
+        assert len(client.get_metric_history(run.run_id, key)) == EPOCHS
+    assert not list((tmp_path / "spool").glob("*.jsonl")), "a store error is not an outage"
