@@ -38,6 +38,7 @@ def __getattr__(name: str) -> Any:
         return value
     raise AttributeError(f"module 'trainers' has no attribute {name!r}")
 
+
 __all__ = [
     "ConfigError",
     "DataCache",

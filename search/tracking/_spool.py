@@ -78,6 +78,15 @@ def write_spool_file(directory: Path, header: dict[str, Any], ops: list[Op]) -> 
     return path
 
 
+def write_claimed_spool_file(directory: Path, header: dict[str, Any], ops: list[Op]) -> Path:
+    """A spool file already claimed by this process: replayed by others only once it is dead."""
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{header.get('study') or 'run'}-{uuid.uuid4().hex}{SUFFIX}{_claim_suffix()}"
+    path = directory / name
+    _write(path, header, ops)
+    return path
+
+
 def _write(path: Path, header: dict[str, Any], ops: list[Op]) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:

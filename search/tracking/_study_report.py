@@ -23,7 +23,7 @@ from search.tracking._ops import (
     execute,
 )
 from search.tracking._study_run import StudyRunRef
-from search.tracking._toml_writer import dumps_flat_toml
+from spaces.toml_text import dump_toml
 
 if TYPE_CHECKING:
     import optuna
@@ -74,7 +74,7 @@ def _best_config_toml(study: optuna.Study, metric: str, best_config: dict[str, A
     except ValueError:
         line = f"study {study.study_name!r} has no complete trial yet"
     header = f"{line}\nTrain it again with: hpsearch train --config best_config.toml"
-    return dumps_flat_toml(best_config, header=header)
+    return dump_toml(best_config, header=header)
 
 
 def summarize_study(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from search.tracking._spool import (
     pending_files,
     replay_files,
     spool_header,
+    write_claimed_spool_file,
     write_spool_file,
 )
 from search.tracking._study_run import STUDY_TAG, StudyRunRef
@@ -71,6 +73,7 @@ class Tracker:
         flush_interval_s: float = 15.0,
         worker: str = "",
         on_run_created: OnRunCreated | None = None,
+        background_finish: bool = True,
     ) -> None:
         if not flush_interval_s > 0:
             raise ValueError(f"`flush_interval_s > 0` must hold, but got {flush_interval_s=}")
@@ -86,6 +89,14 @@ class Tracker:
         self._active: TrialRun | None = None
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
+        # `finish` hands the slow part (drawing the learning curves, the last requests) to one
+        # background thread, so the worker pulls its next trial at once. A write-ahead spool
+        # file, written before `finish` returns, keeps the run's data if the process dies first.
+        self._finisher = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpsearch-mlflow-finish")
+            if background_finish
+            else None
+        )
 
     def _read_study_name(self) -> str:
         try:
@@ -121,8 +132,9 @@ class Tracker:
             }
         )
         run = TrialRun(self, trial_number, attempt, params, create_op(now_ms(), run_tags))
-        with self._io_lock:
-            run._send_outbox()
+        # No io lock: only this thread knows the new run yet, and waiting here for the previous
+        # trial's background finish would put its requests back on the critical path.
+        run._send_outbox()
         self._active = run
         self._ensure_flusher()
         return run
@@ -155,8 +167,16 @@ class Tracker:
                 self.client, self.ref.tracking_uri, self.spool_dir, self.on_run_created
             )
 
+    def wait_finished(self) -> None:
+        """Block until every `finish` handed to the background thread is done."""
+        if self._finisher is not None:
+            self._finisher.submit(lambda: None).result()
+
     def close(self) -> None:
-        """Flush what is buffered, replay the spool, stop the background thread."""
+        """Finish pending runs, flush what is buffered, replay the spool, stop the threads."""
+        if self._finisher is not None:
+            self._finisher.shutdown(wait=True)
+            self._finisher = None
         self._stop.set()
         if self._flusher is not None:
             self._flusher.join(timeout=self.flush_interval_s + 60)
@@ -234,15 +254,9 @@ class TrialRun:
         if self.finished:
             _logger.warning("trial %s attempt %s finished twice", self.trial_number, self.attempt)
             return
-        extra_tags: dict[str, str] = {}
-        files: dict[str, bytes | str] = dict(artifacts or {})
-        if history and LEARNING_CURVES not in files:
-            try:
-                files[LEARNING_CURVES] = learning_curves_png(history)
-            except Exception as exc:
-                extra_tags[PLOT_ERROR_TAG] = describe(exc)
         ts = now_ms()
         with self._buffer_lock:
+            self.finished = True  # the flusher leaves it alone from here
             for i, entry in enumerate(history or [], start=1):
                 step = int(entry.get("epoch", i))
                 if step in self._epoch_steps:
@@ -258,27 +272,72 @@ class TrialRun:
                 if name in self._epoch_keys:
                     name = FINAL_PREFIX + name
                 self._metrics.append((name, float(value), ts, last_step))
-            bad = nonfinite_keys(self._metrics)
-        if bad:
-            extra_tags[NONFINITE_TAG] = clean_tag(",".join(bad))
-        final_tags = {clean_key(k): clean_tag(v) for k, v in tags.items()} | extra_tags
-        ops = [artifact_op(path, data) for path, data in files.items()]
-        ops.append(terminate_op(status, now_ms()))
-        with self.tracker._io_lock:
-            self.finished = True
-            self._flush_buffer(final_tags)
-            if not self._refused:
-                self._outbox.extend(ops)
-            reached = self._send_outbox()
-            if not reached:
-                self._spool_outbox()
+        tags = {clean_key(k): clean_tag(v) for k, v in tags.items()}
+        files: dict[str, bytes | str] = dict(artifacts or {})
+        write_ahead = self._write_ahead(status, tags, files)
         if self.tracker._active is self:
             self.tracker._active = None
-        if reached and pending_files(self.tracker.spool_dir, self.tracker.ref.tracking_uri):
-            try:
+        finisher = self.tracker._finisher
+        if finisher is None:
+            self._complete(status, tags, files, history, write_ahead)
+        else:
+            finisher.submit(self._complete, status, tags, files, history, write_ahead)
+
+    def _write_ahead(
+        self, status: str, tags: dict[str, str], files: dict[str, bytes | str]
+    ) -> Path | None:
+        """Spool the run's remaining ops, claimed by this process, before `finish` returns.
+
+        While this process lives nobody else replays the file; if it dies before the
+        background thread has sent everything, the claim goes stale and any later replay on
+        this host sends the run (a batch sent just before the crash may then repeat).
+        """
+        with self._buffer_lock:
+            params, metrics = dict(self._params), list(self._metrics)
+        ops = [*self._outbox, *batch_ops(params, metrics, tags)]
+        ops += [artifact_op(path, data) for path, data in files.items()]
+        ops.append(terminate_op(status, now_ms()))
+        try:
+            return write_claimed_spool_file(self.tracker.spool_dir, self._spool_header(), ops)
+        except OSError as exc:  # a full or read-only disk: still send, just without the net
+            _logger.warning("no write-ahead spool for trial %s: %s", self.trial_number, exc)
+            return None
+
+    def _complete(
+        self,
+        status: str,
+        tags: dict[str, str],
+        files: dict[str, bytes | str],
+        history: list[dict[str, float]] | None,
+        write_ahead: Path | None,
+    ) -> None:
+        """The slow half of `finish`: draw, send, spool what the server did not take."""
+        try:
+            extra_tags: dict[str, str] = {}
+            if history and LEARNING_CURVES not in files:
+                try:
+                    files[LEARNING_CURVES] = learning_curves_png(history)
+                except Exception as exc:
+                    extra_tags[PLOT_ERROR_TAG] = describe(exc)
+            with self._buffer_lock:
+                bad = nonfinite_keys(self._metrics)
+            if bad:
+                extra_tags[NONFINITE_TAG] = clean_tag(",".join(bad))
+            ops = [artifact_op(path, data) for path, data in files.items()]
+            ops.append(terminate_op(status, now_ms()))
+            with self.tracker._io_lock:
+                self._flush_buffer(tags | extra_tags)
+                if not self._refused:
+                    self._outbox.extend(ops)
+                reached = self._send_outbox()
+                if not reached:
+                    self._spool_outbox()
+            if write_ahead is not None:
+                write_ahead.unlink(missing_ok=True)  # sent, or superseded by the spool
+            if reached and pending_files(self.tracker.spool_dir, self.tracker.ref.tracking_uri):
                 self.tracker.replay()
-            except Exception:
-                _logger.exception("spool replay failed")
+        except Exception:  # a background thread must never die silently
+            _logger.exception("finishing the MLflow run of trial %s failed", self.trial_number)
 
     # --- called with the tracker's io lock held ----------------------------------------
     def _flush_buffer(self, tags: dict[str, str] | None = None) -> None:
@@ -319,18 +378,20 @@ class TrialRun:
             self._outbox.pop(0)
         return True
 
-    def _spool_outbox(self) -> None:
-        if not self._outbox:
-            return
-        header = spool_header(
+    def _spool_header(self) -> dict[str, Any]:
+        return spool_header(
             self.tracker.ref.tracking_uri,
             self._target,
             study=self.tracker.study_name,
             trial_number=self.trial_number,
             attempt=self.attempt,
         )
+
+    def _spool_outbox(self) -> None:
+        if not self._outbox:
+            return
         try:
-            path = write_spool_file(self.tracker.spool_dir, header, self._outbox)
+            path = write_spool_file(self.tracker.spool_dir, self._spool_header(), self._outbox)
         except OSError as exc:
             _logger.error("could not spool trial %s: %s", self.trial_number, describe(exc))
             return

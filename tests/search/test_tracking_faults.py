@@ -86,6 +86,7 @@ def test_a_down_server_loses_nothing_and_fails_no_trial(
     history1 = log_epochs(run1, offset=10)
     run1.finish("FINISHED", {"objective": 0.6}, {}, {"config.json": "{}"}, history1)
     mark_run_ended(server.uri, dead_run_id, "KILLED", "heartbeat lost", spool_dir=spool)
+    tracker.wait_finished()  # the background half of finish: it spools what it cannot send
     assert time.perf_counter() - start < 30, "a dead server must fail fast"
     assert len(list(spool.glob("*.jsonl"))) == 3
 
@@ -117,6 +118,56 @@ def test_a_down_server_loses_nothing_and_fails_no_trial(
     dead = client.get_run(dead_run_id)
     assert dead.info.status == "KILLED"
     assert dead.data.tags["hpsearch.reason"] == "heartbeat lost"
+
+
+_DIES_AFTER_FINISH = """
+import os, sys
+from search.tracking import Tracker, ensure_study_run
+uri, spool = sys.argv[1], sys.argv[2]
+KEYS = %s
+ref = ensure_study_run(uri, "write-ahead", {})
+tracker = Tracker(ref, spool)
+run = tracker.start_trial(0, 0, {"alpha": 0.01}, {})
+history = []
+for epoch in range(1, 21):
+    metrics = {key: i + 1.0 / epoch for i, key in enumerate(KEYS)}
+    run.log_epoch(epoch, metrics)
+    history.append({"epoch": epoch, **metrics})
+tracker._io_lock.acquire()  # the background half of finish can never send...
+run.finish("FINISHED", {"objective": 0.5}, {}, {"config.json": "{}"}, history)
+print(run.run_id, flush=True)
+os._exit(0)  # ...because the process dies the moment finish() returns
+"""
+
+
+def test_a_worker_that_dies_right_after_finish_loses_nothing(
+    server: MlflowServer, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    spool = tmp_path / "spool"
+    out = subprocess.run(
+        [sys.executable, "-c", _DIES_AFTER_FINISH.replace("%s", repr(KEYS)), server.uri, spool],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    run_id = out.stdout.split()[-1]
+    client = MlflowClient(server.uri)
+    assert client.get_run(run_id).info.status == "RUNNING"  # nothing was sent after create
+    assert (
+        len(list(spool.glob("*.claimed-*"))) == 1
+    )  # the write-ahead file, claimed by the dead pid
+
+    replayed = replay_spool(server.uri, spool)  # the dead claim is released and replayed
+    assert [r.run_id for r in replayed] == [run_id] and replayed[0].complete
+    assert client.get_run(run_id).info.status == "FINISHED"
+    for key in KEYS:  # every epoch's point, once
+        steps = sorted(m.step for m in client.get_metric_history(run_id, key))
+        assert steps == list(range(1, EPOCHS + 1)), (key, steps)
+    # The config travels with the write-ahead; the learning-curve picture is drawn later, in
+    # the background, so a crash in between loses only the picture (it can be redrawn).
+    assert {f.path for f in client.list_artifacts(run_id)} == {"config.json"}
+    assert list(spool.iterdir()) == []
 
 
 def test_an_unwritable_artifact_store_keeps_metrics(

@@ -1,0 +1,503 @@
+"""The Python API of the service, for notebooks and for the CLI (each verb calls one function).
+
+```python
+from search import api
+
+spec, resumed = api.create_study(api.StudyRequest(name="digits", n_trials=12,
+                                                  train={"dataset": "digits", "epochs": 10}))
+api.run_study(spec, workers=2)          # worker processes; or api.run_worker(spec.name)
+api.trials_table(spec.name)             # one dict per trial
+api.best_config(spec.name)              # the best TrainConfig fields, for `hpsearch train`
+api.refine_study(spec.name, top=5, new_name="digits-fine")
+api.retrain_best(spec.name)             # train+validation -> test, logged to MLflow
+```
+
+`storage` defaults to `$HPSEARCH_STORAGE`, else `sqlite:///hpsearch.db` in the working
+directory, everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.errors import StudyError
+from search.runner import RunOutcome
+from search.storage import (
+    TrialCounts,
+    absolute_storage_url,
+    count_trials,
+    open_storage,
+    redact_url,
+    resolve_storage_url,
+)
+from search.study import (
+    SPEC_ATTR,
+    StudyRequest,
+    StudySpec,
+    dump_toml,
+    load_spec,
+    read_study_file,
+    worker_tracking_uri,
+)
+from search.study import create_study as _create_study
+from search.worker import WorkerReport
+
+__all__ = [
+    "StudyRequest",
+    "StudySpec",
+    "best_config",
+    "create_study",
+    "load_request",
+    "refine_study",
+    "retrain_best",
+    "run_study",
+    "run_worker",
+    "study_status",
+    "trials_table",
+]
+
+_logger = logging.getLogger("search.api")
+
+
+def load_request(study_file: str | Path | None = None, **overrides: Any) -> StudyRequest:
+    """A `StudyRequest` from a study file (if any) with `overrides` (None values ignored).
+
+    `train` overrides are merged key by key into the file's [train] table.
+    """
+    request = read_study_file(study_file) if study_file else StudyRequest()
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "train":
+            request.train = {**request.train, **value}
+        elif not hasattr(request, key):
+            raise StudyError(f"unknown study option {key!r}")
+        else:
+            setattr(request, key, value)
+    return request
+
+
+def create_study(
+    request: StudyRequest | StudySpec, storage: str | None = None
+) -> tuple[StudySpec, bool]:
+    """Create the study (validated first; nothing is written on a bad input) or resume it.
+
+    Returns the stored spec and whether it already existed.
+    """
+    url = absolute_storage_url(resolve_storage_url(storage))
+    spec = request if isinstance(request, StudySpec) else request.resolve(url)
+    return _create_study(spec, url)
+
+
+@dataclass
+class StudyRun:
+    spec: StudySpec
+    resumed: bool
+    outcome: RunOutcome
+    top: list[dict[str, Any]]
+    mlflow: str | None  # where to look at the runs
+
+
+def run_study(
+    request: StudyRequest | StudySpec | str,
+    storage: str | None = None,
+    *,
+    workers: int | str = "auto",
+    workers_per_gpu: int = 1,
+    tracking_uri: str | None = None,
+    progress: bool = True,
+    out: TextIO | None = None,
+) -> StudyRun:
+    """Create or resume a study (a request, a spec, or the name of an existing study), run it
+    with local worker processes, and summarize it (MLflow parent run, best trials)."""
+    from search.runner import run_study as _run
+
+    url = absolute_storage_url(resolve_storage_url(storage))
+    if isinstance(request, str):
+        spec, resumed = load_spec(url, request), True
+    else:
+        if isinstance(request, StudyRequest) and request.workers is not None and workers == "auto":
+            workers = request.workers
+        spec, resumed = create_study(request, url)
+    outcome = _run(
+        spec,
+        url,
+        workers=workers,
+        workers_per_gpu=workers_per_gpu,
+        tracking_uri=tracking_uri,
+        progress=progress,
+        out=out,
+    )
+    summarize(spec, url, tracking_uri=tracking_uri)
+    rows = [r for r in trials_table(spec.name, url) if r["value"] is not None]
+    rows.sort(key=lambda r: r["value"], reverse=spec.direction == "maximize")
+    return StudyRun(spec, resumed, outcome, rows[:5], mlflow_location(spec))
+
+
+SUMMARIZED_ATTR = "hpsearch:summarized"
+
+
+def summarize(
+    spec: StudySpec,
+    storage: str | None = None,
+    *,
+    tracking_uri: str | None = None,
+    force: bool = False,
+) -> list[str]:
+    """Store the study's summary (trials table, best config, plots) on its MLflow parent run
+    and end that run FINISHED, once the budget is met.
+
+    Called by the first worker that sees the budget met (so a docker-compose deployment, with
+    no `hpsearch run` process, ends its parent run too) and by `run_study`. Once per study
+    unless `force`: a study attribute records that it was done.
+    """
+    if spec.tracking_uri is None or spec.parent_run_id is None:
+        return []
+    from search.tracking import StudyRunRef, summarize_study
+    from search.tracking._env import make_client
+
+    url = absolute_storage_url(resolve_storage_url(storage))
+    study = optuna.load_study(study_name=spec.name, storage=url)
+    counts = Counter(t.state for t in study.get_trials(deepcopy=False))
+    finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+    if finished < spec.n_trials and not force:
+        return []  # not over yet: a resumed run summarizes at its end
+    storage, study_id = study._storage, study._study_id
+    if storage.get_study_system_attrs(study_id).get(SUMMARIZED_ATTR) and not force:
+        return []
+    storage.set_study_system_attr(study_id, SUMMARIZED_ATTR, True)
+    uri = worker_tracking_uri(
+        spec.tracking_uri, tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    )
+    ref = StudyRunRef(str(spec.experiment_id), spec.parent_run_id, uri, study_name=spec.name)
+    try:
+        config = best_config(spec.name, url)
+    except StudyError:
+        config = {}
+    stored = summarize_study(ref, study, spec.metric, spec.direction, config)
+    try:
+        make_client(uri).set_terminated(spec.parent_run_id, "FINISHED")
+    except Exception as exc:  # the summary is a convenience: never fail the study over it
+        _logger.warning("could not end the study's MLflow run: %s", redact_url(str(exc)))
+    return stored
+
+
+def mlflow_location(spec: StudySpec) -> str | None:
+    if spec.tracking_uri is None:
+        return None
+    uri = spec.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/#/experiments/{spec.experiment_id}"
+    return f"experiment {spec.name!r} (id {spec.experiment_id}) in {redact_url(uri)}: `hpsearch ui`"
+
+
+def run_worker(
+    study_name: str,
+    storage: str | None = None,
+    *,
+    tracking_uri: str | None = None,
+    max_trials: int | None = None,
+) -> WorkerReport:
+    """Join `study_name` as one worker (this process) until its budget is met."""
+    from search.worker import run_worker as _run_worker
+
+    url = resolve_storage_url(storage)
+    return _run_worker(url, study_name, tracking_uri=tracking_uri, max_trials=max_trials)
+
+
+# --- reading results ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    name: str
+    n_trials: int  # the budget
+    counts: TrialCounts
+    metric: str
+    direction: str
+    best_value: float | None
+    best_trial: int | None
+    outcomes: dict[str, int]  # finished trials by outcome: complete, pruned, diverged
+
+
+def study_status(storage: str | None = None, name: str | None = None) -> list[StudyStatus]:
+    """Each hpsearch study in the storage (or only `name`): counts by state and outcome, best."""
+    url = resolve_storage_url(storage)
+    rdb = open_storage(url)
+    try:
+        summaries = rdb.get_all_studies()
+        if name is not None and name not in {s.study_name for s in summaries}:
+            raise StudyError(
+                f"no study named {name!r} in {redact_url(url)!r}; studies there: "
+                f"{sorted(s.study_name for s in summaries) or 'none'}"
+            )
+        out = []
+        for summary in summaries:
+            if name is not None and summary.study_name != name:
+                continue
+            if SPEC_ATTR not in summary.user_attrs:
+                continue
+            spec = StudySpec.from_json(summary.user_attrs[SPEC_ATTR])
+            study_id = summary._study_id
+            finished = rdb.get_all_trials(
+                study_id, deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
+            )
+            outcomes: dict[str, int] = {}
+            for t in finished:
+                key = str(t.user_attrs.get("outcome", t.state.name.lower()))
+                outcomes[key] = outcomes.get(key, 0) + 1
+            try:
+                best = rdb.get_best_trial(study_id)
+                best_value, best_number = best.value, best.number
+            except ValueError:
+                best_value = best_number = None
+            out.append(
+                StudyStatus(
+                    spec.name,
+                    spec.n_trials,
+                    count_trials(rdb, study_id),
+                    spec.metric,
+                    spec.direction,
+                    best_value,
+                    best_number,
+                    outcomes,
+                )
+            )
+        return out
+    finally:
+        rdb.engine.dispose()
+
+
+def study_exists(name: str, storage: str | None = None) -> bool:
+    rdb = open_storage(resolve_storage_url(storage))
+    try:
+        return name in {s.study_name for s in rdb.get_all_studies()}
+    finally:
+        rdb.engine.dispose()
+
+
+def _load(name: str, storage: str | None) -> tuple[StudySpec, optuna.Study]:
+    url = resolve_storage_url(storage)
+    spec = load_spec(url, name)
+    return spec, optuna.load_study(study_name=name, storage=url)
+
+
+def _row(t: FrozenTrial) -> dict[str, Any]:
+    config = t.user_attrs.get("config", {})
+    return {
+        "number": t.number,
+        "state": t.state.name,
+        "outcome": t.user_attrs.get("outcome", t.state.name.lower()),
+        "value": t.value if t.state == TrialState.COMPLETE else None,
+        **{f"params.{k}": v for k, v in t.params.items()},
+        **{f"config.{k}": config[k] for k in _KEY_FIELDS if k in config},
+        "epochs_run": t.user_attrs.get("epochs_run"),
+        "duration_s": t.duration.total_seconds() if t.duration else None,
+        "reason": t.user_attrs.get("reason") or t.user_attrs.get("retry_reason"),
+        "retry_of": t.user_attrs.get("retry_of"),
+        "worker": t.user_attrs.get("worker"),
+        "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+    }
+
+
+# The config fields a table shows besides the drawn params: what the lesson's tiers change.
+_KEY_FIELDS = ("alpha", "optimizer", "beta", "hidden_units", "hidden_layers", "batch_size")
+
+
+def trials_table(name: str, storage: str | None = None) -> list[dict[str, Any]]:
+    """One flat dict per trial: number, state, outcome, value, drawn params, key config fields,
+    reason, retry_of, worker, MLflow run id."""
+    _, study = _load(name, storage)
+    return [_row(t) for t in study.get_trials(deepcopy=False)]
+
+
+def best_trial(name: str, storage: str | None = None) -> FrozenTrial:
+    _, study = _load(name, storage)
+    try:
+        return study.best_trial
+    except ValueError:
+        raise StudyError(
+            f"study {name!r} has no complete trial yet, so it has no best configuration"
+        ) from None
+
+
+def best_config(name: str, storage: str | None = None) -> dict[str, Any]:
+    """The best trial's full TrainConfig as a flat dict (what `hpsearch train --config` reads)."""
+    trial = best_trial(name, storage)
+    config = trial.user_attrs.get("config")
+    if not isinstance(config, Mapping):
+        raise StudyError(f"the best trial {trial.number} of {name!r} has no stored config")
+    return dict(config)
+
+
+def best_config_text(name: str, storage: str | None = None, fmt: str = "toml") -> str:
+    config = best_config(name, storage)
+    trial = best_trial(name, storage)
+    if fmt == "json":
+        return json.dumps(config, indent=2) + "\n"
+    if fmt != "toml":
+        raise StudyError(f"`format` must be 'toml' or 'json', but got {fmt!r}")
+    spec = load_spec(resolve_storage_url(storage), name)
+    header = (
+        f"# best trial {trial.number} of study {name!r}: {spec.metric} = {trial.value}\n"
+        "# train it again with: hpsearch train --config THIS_FILE\n"
+    )
+    return header + dump_toml(config)
+
+
+def refine_study(
+    name: str,
+    top: int,
+    new_name: str,
+    storage: str | None = None,
+    *,
+    n_trials: int | None = None,
+    seed: int | None = None,
+) -> tuple[StudySpec, bool]:
+    """Create `new_name`: the same study on a space narrowed around the best `top` trials."""
+    from spaces import Space, narrow
+
+    spec, study = _load(name, storage)
+    space = Space.from_toml(spec.space_toml, source=f"study {name}")
+    narrowed = narrow(space, study.get_trials(deepcopy=False), top, spec.direction)
+    narrowed = dataclasses.replace(narrowed, name=f"{narrowed.name}-refined")
+    request = StudyRequest(
+        name=new_name,
+        space_toml=narrowed.to_toml(),
+        tiers=spec.tiers,
+        train=dict(spec.base),
+        metric=spec.metric,
+        direction=spec.direction,
+        sampler=spec.sampler,
+        seed=spec.seed if seed is None else seed,
+        n_trials=spec.n_trials if n_trials is None else n_trials,
+        pruner=spec.pruner,
+        tracking_uri=spec.tracking_uri,
+        no_tracking=spec.tracking_uri is None,
+        heartbeat_interval_s=spec.heartbeat_interval_s,
+        grace_period_s=spec.grace_period_s,
+        max_retries=spec.max_retries,
+    )
+    return create_study(request, storage)
+
+
+@dataclass
+class RetrainResult:
+    config: dict[str, Any]
+    test_metrics: dict[str, float]
+    outcome: str
+    run_id: str | None
+    model_logged: bool
+
+
+def retrain_best(
+    name: str,
+    storage: str | None = None,
+    *,
+    tracking_uri: str | None = None,
+    out: TextIO | None = None,
+) -> RetrainResult:
+    """Train the best configuration on train+validation and evaluate it once on the test split.
+
+    Logged to MLflow (when the study tracks) as a child run `retrain-best` of the study run:
+    the config, the per-epoch history, `test_*` metrics, and the model when the trainer
+    exposes it.
+    """
+    from trainers import TrainConfig, prepare_data, train
+
+    out = out or sys.stderr
+    spec, _ = _load(name, storage)
+    trial = best_trial(name, storage)
+    config = TrainConfig.from_dict(best_config(name, storage))
+    data = prepare_data(config).merged_train_val()  # its "validation" split is the test split
+    result = train(config, data)
+    test = {
+        f"test_{k.removeprefix('val_')}": float(v)
+        for k, v in result.metrics.items()
+        if k.startswith("val_") and math.isfinite(v)
+    }
+    run_id, model_logged = None, False
+    if spec.tracking_uri is not None and spec.parent_run_id is not None:
+        run_id, model_logged = _log_retrain(spec, tracking_uri, trial.number, config, result, test)
+    print(f"retrained trial {trial.number}'s config on train+validation: {test}", file=out)
+    return RetrainResult(config.to_dict(), test, result.outcome, run_id, model_logged)
+
+
+def _log_retrain(
+    spec: StudySpec,
+    tracking_uri: str | None,
+    number: int,
+    config: Any,
+    result: Any,
+    test: dict[str, float],
+) -> tuple[str | None, bool]:
+    """One child run `retrain-best` (role `retrain`, so it is never counted as a trial)."""
+    import os
+    import time
+
+    from mlflow.entities import Metric, Param, RunTag
+
+    from search.study import worker_tracking_uri
+    from search.tracking import configure_client_env
+
+    assert spec.tracking_uri is not None and spec.parent_run_id is not None
+    configure_client_env()
+    from mlflow.tracking import MlflowClient
+
+    own = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    client = MlflowClient(worker_tracking_uri(spec.tracking_uri, own))
+    tags = {
+        "mlflow.parentRunId": spec.parent_run_id,
+        "mlflow.runName": "retrain-best",
+        "hpsearch.study": spec.name,
+        "hpsearch.role": "retrain",
+        "hpsearch.retrain_of": str(number),
+        "outcome": result.outcome,
+    }
+    run = client.create_run(str(spec.experiment_id), tags=tags, run_name="retrain-best")
+    run_id = run.info.run_id
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(k, float(v), now, int(h.get("epoch", i + 1)))
+        for i, h in enumerate(result.history)
+        for k, v in h.items()
+        if k != "epoch" and math.isfinite(v)
+    ] + [Metric(k, v, now, result.epochs_run) for k, v in test.items()]
+    params = [Param(k, str(v)[:6000]) for k, v in config.to_dict().items()]
+    for start in range(0, max(len(metrics), 1), 1000):  # MLflow's log_batch limit
+        client.log_batch(
+            run_id,
+            metrics=metrics[start : start + 1000],
+            params=params if start == 0 else [],
+            tags=[RunTag("split", "train+validation -> test")] if start == 0 else [],
+        )
+    client.log_dict(run_id, config.to_dict(), "config.json")
+    logged = False
+    if result.model is not None:
+        import tempfile
+
+        import torch
+
+        # A plain `torch.nn.Sequential`: `torch.load(path, weights_only=False)` gives a model
+        # anyone can call, with no hpsearch installed; the state dict is there for safe loading.
+        module = result.model.to_module()
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(module, Path(tmp) / "model.pt")
+            torch.save(module.state_dict(), Path(tmp) / "state_dict.pt")
+            client.log_artifacts(run_id, tmp, "model")
+        logged = True
+    client.set_terminated(run_id, "FINISHED" if result.outcome == "complete" else "FAILED")
+    return run_id, logged

@@ -1,0 +1,232 @@
+"""`run_study`: start N worker processes on a study, show progress, summarize at the end.
+
+Workers are separate processes (`python -m search worker NAME`, the storage URL passed in
+`$HPSEARCH_STORAGE` so no password shows in `ps`), exactly what a second host would run,
+so a local run exercises the same path as a distributed one. With GPUs,
+`workers="auto"` starts `workers_per_gpu` workers per GPU, each pinned with
+`CUDA_VISIBLE_DEVICES`; on CPU it starts min(cores, 4) and splits the cores' torch threads
+among them. Ctrl-C stops the workers (SIGTERM: each fails and re-queues its running trial), so
+running the same study again resumes it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from search.errors import InfrastructureError, StudyError
+from search.storage import count_trials, open_storage
+from search.study import StudySpec
+from search.worker import N_WORKERS_ENV
+
+MAX_AUTO_CPU_WORKERS = 4
+POLL_INTERVAL_S = 1.0
+STOP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How many workers, and the environment of each (its GPU pin, if any)."""
+
+    envs: list[dict[str, str]] = field(default_factory=list)
+    device: str = "cpu"
+
+    @property
+    def n(self) -> int:
+        return len(self.envs)
+
+
+def gpu_count() -> int:
+    try:
+        import torch
+
+        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    except Exception:
+        return 0
+
+
+def plan_workers(
+    workers: int | str, workers_per_gpu: int, spec: StudySpec, n_gpus: int | None = None
+) -> WorkerPlan:
+    """The worker processes to start for `spec` (never more than its budget)."""
+    if isinstance(workers_per_gpu, bool) or not isinstance(workers_per_gpu, int):
+        raise StudyError(f"`workers_per_gpu` must be an integer >= 1, but got {workers_per_gpu!r}")
+    if workers_per_gpu < 1:
+        raise StudyError(f"`workers_per_gpu` must be an integer >= 1, but got {workers_per_gpu}")
+    device = str(spec.base.get("device", "auto"))
+    gpus = (gpu_count() if n_gpus is None else n_gpus) if device != "cpu" else 0
+    if device.startswith("cuda:"):
+        gpus = 0  # the study pins one device itself; do not re-pin it
+    if workers == "auto":
+        n = gpus * workers_per_gpu if gpus else min(os.cpu_count() or 1, MAX_AUTO_CPU_WORKERS)
+    elif isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1:
+        n = workers
+    else:
+        raise StudyError(f"`workers` must be an integer >= 1 or 'auto', but got {workers!r}")
+    n = max(1, min(n, spec.n_trials))
+    envs = []
+    for i in range(n):
+        env = {N_WORKERS_ENV: str(n)}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str((i // workers_per_gpu) % gpus)
+        envs.append(env)
+    return WorkerPlan(envs, "cuda" if gpus else device)
+
+
+@dataclass
+class RunOutcome:
+    spec: StudySpec
+    finished: int
+    workers: int
+    exit_codes: list[int]
+    wall_time_s: float
+    log_dir: Path
+
+    @property
+    def ok(self) -> bool:
+        return self.finished >= self.spec.n_trials and all(c == 0 for c in self.exit_codes)
+
+
+def start_workers(
+    spec: StudySpec,
+    storage_url: str,
+    plan: WorkerPlan,
+    log_dir: Path,
+    tracking_uri: str | None = None,
+) -> list[subprocess.Popen[bytes]]:
+    procs = []
+    for i, extra in enumerate(plan.envs):
+        env = {**os.environ, **extra}
+        # URLs by environment, not argv: a password in argv shows in `ps` to every user.
+        env["HPSEARCH_STORAGE"] = storage_url
+        if tracking_uri:
+            env["MLFLOW_TRACKING_URI"] = tracking_uri
+        cmd = [sys.executable, "-m", "search", "worker", spec.name]
+        with open(log_dir / f"worker-{i}.log", "ab") as log:
+            procs.append(
+                subprocess.Popen(
+                    cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                )
+            )
+    return procs
+
+
+def stop_workers(
+    procs: Sequence[subprocess.Popen[bytes]], timeout_s: float = STOP_TIMEOUT_S
+) -> None:
+    """SIGTERM each worker (it fails and re-queues its trial), SIGKILL what outlives `timeout_s`."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_study(
+    spec: StudySpec,
+    storage_url: str,
+    *,
+    workers: int | str = "auto",
+    workers_per_gpu: int = 1,
+    tracking_uri: str | None = None,
+    progress: bool = True,
+    out: TextIO | None = None,
+) -> RunOutcome:
+    """Run `spec` (already created) with local worker processes until its budget is met."""
+    out = out or sys.stderr
+    plan = plan_workers(workers, workers_per_gpu, spec)
+    log_dir = Path(tempfile.mkdtemp(prefix=f"hpsearch-{_safe(spec.name)}-"))
+    storage = open_storage(storage_url)
+    study_id = storage.get_study_id_from_name(spec.name)
+    started = time.monotonic()
+    print(
+        f"study {spec.name!r}: {spec.n_trials} trials, {plan.n} worker(s) on {plan.device}, "
+        f"logs in {log_dir}",
+        file=out,
+    )
+    procs = start_workers(spec, storage_url, plan, log_dir, tracking_uri)
+    bar: Any = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=spec.n_trials, desc=spec.name, unit="trial", file=out, leave=True)
+    finished = 0
+    previous = _stop_on_sigterm()
+    try:
+        while True:
+            counts = count_trials(storage, study_id)
+            finished = counts.finished
+            if bar is not None:
+                bar.n = min(finished, spec.n_trials)
+                bar.set_postfix_str(_best_text(storage, study_id, spec), refresh=False)
+                bar.refresh()
+            if all(p.poll() is not None for p in procs):
+                break
+            time.sleep(POLL_INTERVAL_S)
+    except KeyboardInterrupt:
+        print("\nstopping workers (their running trials are re-queued)...", file=out)
+        stop_workers(procs)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if bar is not None:
+            bar.close()
+        storage.engine.dispose()
+    codes = [int(p.returncode) for p in procs]
+    outcome = RunOutcome(spec, finished, plan.n, codes, time.monotonic() - started, log_dir)
+    if any(codes):
+        tails = "\n".join(_tail(log_dir / f"worker-{i}.log") for i, c in enumerate(codes) if c)
+        message = f"{sum(1 for c in codes if c)} worker(s) failed (exit codes {codes}):\n{tails}"
+        if finished < spec.n_trials:
+            raise InfrastructureError(message)
+        print(message, file=out)
+    return outcome
+
+
+def _stop_on_sigterm() -> Any:
+    """SIGTERM to the runner (a scheduler, `kill`) stops its workers like Ctrl-C does, instead
+    of orphaning them (they run in their own sessions so that a terminal's Ctrl-C reaches only
+    the runner, which then stops them in order)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _best_text(storage: Any, study_id: int, spec: StudySpec) -> str:
+    try:
+        best = storage.get_best_trial(study_id)
+    except (ValueError, KeyError):
+        return "best: -"
+    return f"best {spec.metric}={best.value:.4g} (trial {best.number})"
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return f"({path} unreadable)"
+    return f"--- {path}\n" + "\n".join(text)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:60]

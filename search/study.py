@@ -1,0 +1,515 @@
+"""A study: what is searched, on what data, for how many trials, stored with the Optuna study.
+
+`StudySpec` holds everything a worker needs; it is stored as the Optuna study's user attribute
+`hpsearch_spec` (JSON), so a worker joins with only a storage URL and a study name.
+
+The spec is resolved and validated *before* anything is written: the base `TrainConfig`, the
+space, the sampler, the pruner, the metric, and the dataset (loaded once). Creating a study whose
+name exists resumes it when the configuration is the same and is refused, naming the fields that
+differ, when it is not.
+
+Tracking URI. The spec stores the MLflow tracking URI *without its password* (storage rows are
+readable by anyone who can read the study). A worker uses its own `--tracking-uri` or
+`$MLFLOW_TRACKING_URI` when it points at the same server (it carries the worker's credentials),
+and the stored one otherwise (see `worker_tracking_uri`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import optuna
+
+from search.errors import StudyError
+from search.storage import (
+    Heartbeat,
+    absolute_storage_url,
+    open_storage,
+    redact_url,
+)
+from spaces.toml_text import dump_toml
+
+SPEC_ATTR = "hpsearch_spec"
+SPEC_VERSION = 1
+PRUNERS = ("none", "median", "hyperband")
+DIRECTIONS = ("maximize", "minimize")
+# The metrics a trainer reports each epoch, by task (what a study may optimize).
+TASK_METRICS = {
+    "classification": ("val_accuracy", "val_loss", "train_loss"),
+    "regression": ("val_rmse", "val_mae", "val_loss", "train_loss"),
+}
+_NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,199}$")
+
+# Fields that define what a study searches: a different value under an existing name is a
+# different study. The others (tracking ids, heartbeat timing) are operational.
+IDENTITY_FIELDS = (
+    "space_toml", "tiers", "base", "metric", "direction", "sampler", "seed", "n_trials",
+    "pruner",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str  # the Optuna study name, the MLflow experiment name
+    space_toml: str  # the space as text (a study is immune to later edits of the file)
+    space_name: str  # where the space came from: a built-in name or a file path (display only)
+    tiers: int  # search tiers 1..tiers; the rest stay at their defaults
+    base: dict[str, Any]  # TrainConfig overrides every trial shares (dataset, epochs, device...)
+    metric: str  # the value a trial reports to Optuna: a key of the trainer's metrics
+    direction: str  # maximize | minimize
+    sampler: str = "random"
+    seed: int = 0  # the sampler's seed
+    n_trials: int = 20  # the budget: finished (complete, pruned or diverged) trials
+    pruner: str = "none"  # none | median | hyperband
+    tracking_uri: str | None = None  # MLflow, without password; None: tracking off
+    artifact_location: str | None = None  # the experiment's, for a local store; None: server's
+    experiment_id: str | None = None
+    parent_run_id: str | None = None
+    heartbeat_interval_s: int = 5
+    grace_period_s: int = 20
+    max_retries: int = 3  # attempts after an infrastructure failure, per trial
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        return Heartbeat(self.heartbeat_interval_s, self.grace_period_s)
+
+    @property
+    def tracking(self) -> bool:
+        return self.tracking_uri is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": SPEC_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StudySpec:
+        values = dict(data)
+        version = values.pop("version", SPEC_VERSION)
+        if version != SPEC_VERSION:
+            raise StudyError(
+                f"the study's spec version must be {SPEC_VERSION}, but got {version!r}: it was "
+                "created by another hpsearch version"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def differences(self, other: StudySpec) -> list[str]:
+        """The identity fields whose values differ, each as `field: stored -> requested`."""
+        out = []
+        for name in IDENTITY_FIELDS:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if name == "space_toml":
+                if not _same_space(mine, theirs):
+                    out.append(f"space: {self.space_name!r} -> {other.space_name!r} (contents)")
+            elif name == "base":
+                for key in sorted(set(mine) | set(theirs)):
+                    if mine.get(key) != theirs.get(key):
+                        out.append(f"train.{key}: {mine.get(key)!r} -> {theirs.get(key)!r}")
+            elif mine != theirs:
+                out.append(f"{name}: {mine!r} -> {theirs!r}")
+        return out
+
+    def config_dict(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The full TrainConfig (as a flat dict) of a trial's sampled values."""
+        from trainers import TrainConfig
+
+        return TrainConfig.from_dict({**self.base, **params}).to_dict()
+
+
+def _same_space(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    from spaces import Space
+
+    try:
+        return bool(Space.from_toml(a) == Space.from_toml(b))
+    except Exception:
+        return False
+
+
+# --- building and validating a spec ----------------------------------------------------------
+
+
+@dataclass
+class StudyRequest:
+    """What a user asks for (CLI flags or a study file); `resolve()` turns it into a spec."""
+
+    name: str | None = None
+    space: str = "lesson"  # a built-in name or a path to a space TOML file
+    space_toml: str | None = None  # an inline space, as TOML text (wins over `space`)
+    tiers: int = 3
+    train: dict[str, Any] = field(default_factory=dict)
+    metric: str | None = None  # None: the task's default metric
+    direction: str | None = None  # None: from the metric
+    sampler: str | None = None  # None: the space's preferred sampler, else "random"
+    seed: int = 0
+    n_trials: int = 20
+    pruner: str = "none"
+    tracking_uri: str | None = None  # None: the default (env or local store) unless no_tracking
+    no_tracking: bool = False
+    heartbeat_interval_s: int = 5
+    grace_period_s: int = 20
+    max_retries: int = 3
+    workers: int | str | None = None  # a `run` option carried by a study file
+
+    def resolve(self, storage_url: str) -> StudySpec:
+        """Validate everything (loading the dataset once) and fill defaults. Writes nothing.
+
+        `storage_url` places the default MLflow store (beside a SQLite storage file).
+        """
+        from search.samplers import make_sampler
+        from spaces import Space, load_space
+        from trainers import TrainConfig, default_metric, prepare_data
+
+        _check_int("trials", self.n_trials, low=1)
+        _check_int("tiers", self.tiers, low=1)
+        _check_int("seed", self.seed, low=0)
+        _check_int("max_retries", self.max_retries, low=0)
+        heartbeat = Heartbeat(self.heartbeat_interval_s, self.grace_period_s)
+        if self.pruner not in PRUNERS:
+            raise StudyError(f"`pruner` must be one of {list(PRUNERS)}, but got {self.pruner!r}")
+
+        base = dict(self.train)
+        config = TrainConfig.from_dict(base)  # ConfigError names the field
+        if self.space_toml is not None:
+            space = Space.from_toml(self.space_toml)
+            space_name = "inline"
+        else:
+            space = load_space(self.space)
+            space_name = self.space
+        space_toml = space.to_toml()
+        sampler = self.sampler or space.sampler or "random"
+        make_sampler(sampler, self.seed, space)  # SpaceError for grid or unknown names
+
+        # The dataset is loaded once here, on the CPU, so a typo fails before anything exists.
+        data = prepare_data(config.replace(device="cpu"))
+        metric, direction = self.metric, self.direction
+        if metric is None:
+            metric, default_direction = default_metric(data.task)
+            direction = direction or default_direction
+        allowed = TASK_METRICS.get(data.task, ())
+        if metric not in allowed:
+            raise StudyError(
+                f"`metric` must be one of {list(allowed)} for a {data.task} dataset "
+                f"({config.dataset!r}), but got {metric!r}"
+            )
+        if direction is None:
+            direction = "maximize" if metric == "val_accuracy" else "minimize"
+        if direction not in DIRECTIONS:
+            raise StudyError(
+                f"`direction` must be one of {list(DIRECTIONS)}, but got {direction!r}"
+            )
+
+        name = self.name or default_study_name(config.dataset, space_name)
+        check_study_name(name)
+        tracking_uri = artifact_location = None
+        if not self.no_tracking:
+            if self.tracking_uri:
+                tracking_uri = storable_tracking_uri(self.tracking_uri)
+                artifact_location = local_artifact_location(tracking_uri)
+            else:
+                from search.tracking import default_tracking_uri
+
+                uri, artifact_location = default_tracking_uri(absolute_storage_url(storage_url))
+                tracking_uri = storable_tracking_uri(uri)
+        return StudySpec(
+            name=name,
+            space_toml=space_toml,
+            space_name=space_name,
+            tiers=self.tiers,
+            base=base,
+            metric=metric,
+            direction=direction,
+            sampler=sampler,
+            seed=self.seed,
+            n_trials=self.n_trials,
+            pruner=self.pruner,
+            tracking_uri=tracking_uri,
+            artifact_location=artifact_location,
+            heartbeat_interval_s=heartbeat.interval_s,
+            grace_period_s=heartbeat.grace_s,
+            max_retries=self.max_retries,
+        )
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StudyError(f"`{name}` must be an integer, but got {name}={value!r}")
+    if value < low or (high is not None and value > high):
+        rule = f">= {low}" if high is None else f"in {low}..{high}"
+        raise StudyError(f"`{name}` must be {rule}, but got {name}={value!r}")
+
+
+def check_study_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME_RULE.match(name):
+        raise StudyError(
+            "a study name must be 1-200 letters, digits or `_.:@+-`, starting with a letter or "
+            f"digit, but got {name!r}"
+        )
+
+
+def default_study_name(dataset: str, space_name: str) -> str:
+    stem = Path(dataset).stem if ("/" in dataset or "." in dataset) else dataset
+    space = Path(space_name).stem
+    return re.sub(r"[^A-Za-z0-9_.:@+-]", "-", f"{stem}-{space}")
+
+
+# --- study files ----------------------------------------------------------------------------
+
+_STUDY_KEYS = {
+    "name": "name", "trials": "n_trials", "n_trials": "n_trials", "seed": "seed",
+    "sampler": "sampler", "tiers": "tiers", "metric": "metric", "direction": "direction",
+    "pruner": "pruner", "tracking_uri": "tracking_uri", "workers": "workers",
+    "heartbeat_interval": "heartbeat_interval_s", "grace_period": "grace_period_s",
+    "max_retries": "max_retries",
+}  # fmt: skip
+
+
+def read_study_file(path: str | Path) -> StudyRequest:
+    """Parse a study TOML file: `[study]`, `[space]` (name, path or inline) and `[train]`.
+
+    ```toml
+    [study]
+    name = "digits-lesson"
+    trials = 12
+    seed = 0
+    sampler = "random"
+    tiers = 2
+    pruner = "none"        # metric/direction default to the task's (val_accuracy, maximize)
+
+    [space]
+    name = "lesson"        # or: path = "my_space.toml" (relative to this file), or the space's
+                           # own tables inline under [space]
+
+    [train]
+    dataset = "digits"
+    epochs = 10
+    ```
+    """
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise StudyError(f"the study file {str(file)!r} cannot be read: {exc.strerror}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyError(f"the study file {str(file)!r} is not valid TOML: {exc}") from None
+    unknown = sorted(set(doc) - {"study", "space", "train"})
+    if unknown:
+        raise StudyError(
+            f"a study file has the tables [study], [space] and [train], but {str(file)!r} "
+            f"also has {unknown}"
+        )
+    request = StudyRequest()
+    for key, value in doc.get("study", {}).items():
+        if key not in _STUDY_KEYS:
+            raise StudyError(
+                f"[study] key must be one of {sorted(_STUDY_KEYS)}, but got {key!r} in "
+                f"{str(file)!r}"
+            )
+        setattr(request, _STUDY_KEYS[key], value)
+    space = dict(doc.get("space", {}))
+    if "path" in space:
+        space_path = Path(space.pop("path"))
+        if not space_path.is_absolute():
+            space_path = file.parent / space_path
+        request.space = str(space_path)
+    elif set(space) == {"name"}:
+        request.space = str(space.pop("name"))
+    elif space:
+        request.space_toml = dump_toml(space)
+    request.train = dict(doc.get("train", {}))
+    return request
+
+
+# --- tracking URIs ----------------------------------------------------------------------------
+
+
+def storable_tracking_uri(uri: str) -> str:
+    """The URI without a password (stored in the study), with a local SQLite path made absolute."""
+    if "://" not in uri:
+        return uri
+    scheme = uri.split("://", 1)[0].lower()
+    if scheme.startswith(("http", "https")):
+        parts = urlsplit(uri)
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        if parts.username:
+            host = f"{parts.username}@{host}"
+        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    if scheme.startswith(("sqlite", "postgresql", "mysql", "mssql")):
+        from sqlalchemy.engine import make_url
+
+        try:
+            # `URL.set(password=None)` keeps the password ("None" means "unchanged").
+            parsed = make_url(uri)._replace(password=None)
+        except Exception:
+            raise StudyError(
+                "the tracking URI must be an http(s) or SQLAlchemy URL, but got "
+                f"{redact_url(uri)!r}"
+            ) from None
+        if parsed.get_backend_name() == "sqlite" and parsed.database:
+            parsed = parsed.set(database=str(Path(parsed.database).expanduser().resolve()))
+        return parsed.render_as_string(hide_password=False)
+    return uri
+
+
+def local_artifact_location(tracking_uri: str) -> str | None:
+    """`mlartifacts/` beside a local SQLite MLflow store (else MLflow's `./mlruns` in whatever
+    directory a worker happens to run in); None for a server, which decides itself."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(tracking_uri).database
+    if not database or database == ":memory:":
+        return None
+    return (Path(database).expanduser().resolve().parent / "mlartifacts").as_uri()
+
+
+def _location(uri: str) -> str:
+    """A URI with no credentials: two URIs with the same location reach the same server."""
+    return storable_tracking_uri(uri).rstrip("/")
+
+
+def worker_tracking_uri(stored: str, own: str | None) -> str:
+    """The URI a worker logs to: its own (with its credentials) when it is the same server."""
+    if own and _location(own) == _location(stored):
+        return own
+    if own:
+        warnings.warn(
+            f"this worker's tracking URI {redact_url(own)!r} is not the study's "
+            f"{redact_url(stored)!r}; logging to the study's",
+            stacklevel=2,
+        )
+    return stored
+
+
+# --- the study in storage ----------------------------------------------------------------------
+
+
+def tracking_params(spec: StudySpec) -> dict[str, Any]:
+    """The study's settings as flat MLflow params of its parent run."""
+    params: dict[str, Any] = {
+        "space": spec.space_name, "tiers": spec.tiers, "sampler": spec.sampler,
+        "seed": spec.seed, "n_trials": spec.n_trials, "metric": spec.metric,
+        "direction": spec.direction, "pruner": spec.pruner,
+    }  # fmt: skip
+    params.update({f"train.{k}": v for k, v in spec.base.items()})
+    return params
+
+
+def create_study(spec: StudySpec, storage_url: str) -> tuple[StudySpec, bool]:
+    """Create the study (and its MLflow experiment and parent run), or resume it.
+
+    Returns the stored spec and whether it already existed. A different configuration under an
+    existing name raises `StudyError` naming the fields that differ; nothing is written then.
+    """
+    storage_url = absolute_storage_url(storage_url)
+    storage = open_storage(storage_url)
+    try:
+        existing = _stored_spec(storage, spec.name)
+        if existing is not None:
+            return _resume(existing, spec, storage_url), True
+        if spec.tracking_uri is not None:
+            from search.tracking import ensure_study_run
+
+            ref = ensure_study_run(
+                spec.tracking_uri,
+                spec.name,
+                tracking_params(spec),
+                tags={"hpsearch.storage": redact_url(storage_url)},
+                artifact_location=spec.artifact_location,
+            )
+            spec = dataclasses.replace(
+                spec, experiment_id=str(ref.experiment_id), parent_run_id=str(ref.parent_run_id)
+            )
+        try:
+            study = optuna.create_study(
+                storage=storage, study_name=spec.name, direction=spec.direction
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            # Another process created it between our look and our create: join its spec.
+            existing = _stored_spec(storage, spec.name, wait_s=10.0)
+            if existing is None:
+                raise _not_ours(spec.name, storage_url) from None
+            return _resume(existing, spec, storage_url), True
+        study.set_user_attr(SPEC_ATTR, spec.to_json())
+        return spec, False
+    finally:
+        storage.engine.dispose()
+
+
+def _resume(existing: StudySpec, requested: StudySpec, storage_url: str) -> StudySpec:
+    diffs = existing.differences(requested)
+    if diffs:
+        raise StudyError(
+            f"a study named {existing.name!r} already exists in {redact_url(storage_url)!r} "
+            f"with a different configuration ({'; '.join(diffs)}); resume it with the same "
+            "settings or choose another --name"
+        )
+    return existing
+
+
+def _not_ours(name: str, storage_url: str) -> StudyError:
+    return StudyError(
+        f"the study {name!r} in {redact_url(storage_url)!r} was not created by hpsearch "
+        f"(it has no {SPEC_ATTR!r} user attribute); choose another --name"
+    )
+
+
+def _stored_spec(storage: Any, name: str, wait_s: float = 0.0) -> StudySpec | None:
+    """The spec stored with study `name`, None if there is no such study.
+
+    `wait_s` covers the instant between a concurrent creator's create and its set_user_attr.
+    """
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            study_id = storage.get_study_id_from_name(name)
+        except KeyError:
+            return None
+        attrs = storage.get_study_user_attrs(study_id)
+        if SPEC_ATTR in attrs:
+            return StudySpec.from_json(attrs[SPEC_ATTR])
+        if time.monotonic() >= deadline:
+            raise _not_ours(name, str(storage.url))
+        time.sleep(0.2)
+
+
+def load_spec(storage_url: str, name: str) -> StudySpec:
+    """The spec of study `name`; `StudyError` listing the studies there when it does not exist."""
+    storage = open_storage(storage_url)
+    try:
+        spec = _stored_spec(storage, name, wait_s=10.0)
+        if spec is None:
+            names = sorted(s.study_name for s in storage.get_all_studies())
+            raise StudyError(
+                f"no study named {name!r} in {redact_url(storage_url)!r}; studies there: "
+                f"{names or 'none'}"
+            )
+        return spec
+    finally:
+        storage.engine.dispose()
+
+
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    epochs = int(spec.base.get("epochs", 20))
+    if spec.pruner == "median":
+        # Five complete trials before judging, and never before a third of the epochs: early
+        # epochs of good and bad learning rates look alike.
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 3))
+    if spec.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1))
+    return optuna.pruners.NopPruner()
