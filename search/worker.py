@@ -552,7 +552,9 @@ class Worker:
             from search.tracking import mark_run_ended
 
             try:
-                mark_run_ended(self.tracking_uri, run_id, "KILLED", reason)
+                # Spooled when MLflow is down too, so the dead attempt never stays RUNNING.
+                spool = self.tracker.spool_dir if self.tracker is not None else None
+                mark_run_ended(self.tracking_uri, run_id, "KILLED", reason, spool_dir=spool)
             except Exception as exc:
                 _logger.warning("marking the dead attempt's MLflow run failed: %s", exc)
         self._requeue(trial, reason, study)

@@ -19,11 +19,13 @@ if TYPE_CHECKING:
 LOSS_KEYS = ("train_loss", "val_loss")
 
 
-def _figure(width: float = 7.0, height: float = 4.5) -> Figure:
+def _figure(
+    width: float = 7.0, height: float = 4.5, dpi: int = 100, layout: str | None = "constrained"
+) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=dpi, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -45,16 +47,19 @@ def learning_curves_png(history: Sequence[dict[str, float]]) -> bytes:
     epochs = [int(entry.get("epoch", i)) for i, entry in enumerate(history, start=1)]
     keys = sorted({k for entry in history for k in entry})
     val_metrics = [k for k in keys if k.startswith("val_") and k not in LOSS_KEYS]
-    fig = _figure(10, 4)
+    # Drawn once per trial, in the worker's background thread but on the same cores as the
+    # training: a fixed layout and a modest resolution cost ~4x less CPU than "constrained".
+    fig = _figure(8, 3.2, dpi=80, layout=None)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.9, wspace=0.25)
     loss_ax, metric_ax = fig.subplots(1, 2)
     for key in LOSS_KEYS:
         if key in keys:
             values = _finite([entry.get(key, math.nan) for entry in history])
-            loss_ax.plot(epochs, values, marker=".", label=key)
+            loss_ax.plot(epochs, values, label=key)
     loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
     for key in val_metrics:
         values = _finite([entry.get(key, math.nan) for entry in history])
-        metric_ax.plot(epochs, values, marker=".", label=key)
+        metric_ax.plot(epochs, values, label=key)
     metric_ax.set(xlabel="epoch", title="validation metric")
     for ax in (loss_ax, metric_ax):
         if ax.has_data():

@@ -1,0 +1,190 @@
+"""Scenarios 5 and 8: an unreachable PostgreSQL at start, and every kind of bad input.
+
+Each case runs the real `hpsearch` command line and then looks where a half-made study would
+be: the SQLite storage file (absent, or holding no study) and the MLflow store (absent, or
+holding no experiment of that name). Exit codes: 2 for the user's input, 1 for infrastructure.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from search.cli import main
+from tests.conftest import free_port
+from tests.faults.support import FAULT_SPACE, REPO
+
+NAME = "bad-input"
+
+
+def _studies(db: Path) -> list[str]:
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "studies" not in tables:
+            return []
+        return [r[0] for r in conn.execute("SELECT study_name FROM studies")]
+
+
+def _experiments(db: Path) -> list[str]:
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "experiments" not in tables:
+            return []
+        return [r[0] for r in conn.execute("SELECT name FROM experiments") if r[0] != "Default"]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _csv(rows: list[str]) -> str:
+    return "\n".join(rows) + "\n"
+
+
+# Each case: (id, files to write {name: text}, argv after `run`, words the message must hold).
+CASES: list[tuple[str, dict[str, str], list[str], tuple[str, ...]]] = [
+    ("space-not-toml", {"s.toml": "name = [\n"}, ["--space", "s.toml"], ("s.toml",)),
+    (
+        "space-low-above-high",
+        {"s.toml": FAULT_SPACE.replace("low = 0.001", "low = 5.0")},
+        ["--space", "s.toml"],
+        ("low", "high"),
+    ),
+    (
+        "space-unknown-kind",
+        {"s.toml": FAULT_SPACE.replace('kind = "float"', 'kind = "floaty"')},
+        ["--space", "s.toml"],
+        ("kind", "floaty"),
+    ),
+    ("study-not-toml", {"st.toml": "[study\n"}, ["st.toml"], ("st.toml", "TOML")),
+    ("study-unknown-table", {"st.toml": "[stduy]\ntrials = 3\n"}, ["st.toml"], ("stduy",)),
+    (
+        "study-unknown-key",
+        {"st.toml": "[study]\ntrails = 3\n[train]\ndataset = 'digits'\n"},
+        ["st.toml"],
+        ("trails",),
+    ),
+    (
+        "study-missing-space-file",
+        {"st.toml": "[space]\npath = 'nowhere.toml'\n[train]\ndataset = 'digits'\n"},
+        ["st.toml"],
+        ("nowhere.toml",),
+    ),
+    (
+        "csv-missing-target",
+        {"d.csv": _csv(["a,b", "1,2", "3,4", "5,6"])},
+        ["--dataset", "d.csv", "--target", "y"],
+        ("'y'", "d.csv"),
+    ),
+    ("csv-empty", {"d.csv": ""}, ["--dataset", "d.csv"], ("empty", "d.csv")),
+    (
+        "csv-text-regression-target",
+        {
+            "d.csv": _csv(["a,b,y"] + [f"{i},{i * 2},v{i % 3}" for i in range(40)]),
+            "st.toml": "[train]\ndataset = 'd.csv'\ntarget = 'y'\ntask = 'regression'\n",
+        },
+        ["st.toml"],
+        ("regression", "numeric", "'y'"),
+    ),
+    (
+        "csv-single-class",
+        {"d.csv": _csv(["a,b,y"] + [f"{i},{i * 2},1" for i in range(40)])},
+        ["--dataset", "d.csv", "--target", "y"],
+        ("2 classes", "'y'"),
+    ),
+    ("unknown-dataset", {}, ["--dataset", "mnistt"], ("dataset", "mnistt")),
+    ("unknown-space", {}, ["--space", "lessen"], ("lessen",)),
+    ("zero-trials", {}, ["--trials", "0"], ("trials", "0")),
+    ("zero-workers", {}, ["--workers", "0"], ("--workers", "0")),
+    ("workers-not-a-number", {}, ["--workers", "two"], ("--workers", "two")),
+    ("malformed-storage-url", {}, ["--storage", "postgres//oops"], ("storage", "URL")),
+    ("unsupported-storage", {}, ["--storage", "mongodb://h/db"], ("storage", "mongodb")),
+    ("zero-epochs", {}, ["--epochs", "0"], ("epochs", "0")),
+]
+
+
+@pytest.mark.parametrize(
+    ("files", "argv", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_input_exits_2_naming_the_problem_and_writes_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    files: dict[str, str],
+    argv: list[str],
+    words: tuple[str, ...],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
+    for name, text in files.items():
+        _write(tmp_path / name, text)
+    full = ["run", "--name", NAME, "--no-progress", "--epochs", "1", "--trials", "2", *argv]
+    if "--storage" not in argv:
+        full += ["--storage", f"sqlite:///{tmp_path / 'study.db'}"]
+    try:
+        code = main(full)
+    except SystemExit as exc:  # argparse's usage errors
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    message = err.strip().splitlines()[-1]
+    for word in words:
+        assert word in message, (word, message)
+    assert _studies(tmp_path / "study.db") == []
+    assert _experiments(tmp_path / "mlflow.db") == []
+    assert not (tmp_path / "mlartifacts").exists()
+
+
+def _hpsearch(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, float]:
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "search", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return proc.returncode, proc.stderr + proc.stdout, time.monotonic() - started
+
+
+@pytest.mark.parametrize("verb", ["run", "worker"])
+def test_unreachable_postgres_at_start_waits_a_bounded_time_then_exits_1(
+    tmp_path: Path, verb: str
+) -> None:
+    port = free_port()  # bound and released: nobody listens there
+    url = f"postgresql://postgres:pw-9f3@127.0.0.1:{port}/hpsearch"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "HPSEARCH_"))}
+    env.update(
+        HPSEARCH_CONNECT_TIMEOUT="3",
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        PYTHONPATH=str(REPO),
+    )
+    args = (
+        ["run", "--name", NAME, "--dataset", "digits", "--epochs", "1", "--trials", "2"]
+        if verb == "run"
+        else ["worker", NAME]
+    )
+    code, out, elapsed = _hpsearch([*args, "--storage", url], env, tmp_path)
+    assert code == 1, out
+    assert "Traceback" not in out, out
+    line = out.strip().splitlines()[-1]
+    assert "unreachable for 3 s" in line and f"127.0.0.1:{port}" in line, line
+    assert "HPSEARCH_CONNECT_TIMEOUT" in line  # says how to wait longer
+    assert "pw-9f3" not in out  # the password is masked
+    # Bounded: the 3 s of retries plus the interpreter's start, not minutes.
+    assert elapsed < 60, elapsed
+    assert _experiments(tmp_path / "mlflow.db") == []  # no half-made study in MLflow
