@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,7 @@ class Tracker:
             if background_finish
             else None
         )
+        self._painter: ProcessPoolExecutor | None = None
 
     def _read_study_name(self) -> str:
         try:
@@ -167,6 +169,26 @@ class Tracker:
                 self.client, self.ref.tracking_uri, self.spool_dir, self.on_run_created
             )
 
+    def _draw_learning_curves(self, history: list[dict[str, float]]) -> bytes:
+        """Draw in a helper process when finishing in the background.
+
+        matplotlib holds the GIL for ~100 ms per picture: drawn in this process it would stall
+        the training thread (whose steps are Python-bound for small models) while it draws.
+        """
+        if self._finisher is None:
+            return learning_curves_png(history)
+        if self._painter is None:
+            import multiprocessing
+
+            self._painter = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
+        try:
+            return self._painter.submit(learning_curves_png, history).result(timeout=120)
+        except BrokenProcessPool:
+            self._painter = None
+            return learning_curves_png(history)
+
     def wait_finished(self) -> None:
         """Block until every `finish` handed to the background thread is done."""
         if self._finisher is not None:
@@ -177,6 +199,9 @@ class Tracker:
         if self._finisher is not None:
             self._finisher.shutdown(wait=True)
             self._finisher = None
+        if self._painter is not None:
+            self._painter.shutdown(wait=True)
+            self._painter = None
         self._stop.set()
         if self._flusher is not None:
             self._flusher.join(timeout=self.flush_interval_s + 60)
@@ -316,7 +341,7 @@ class TrialRun:
             extra_tags: dict[str, str] = {}
             if history and LEARNING_CURVES not in files:
                 try:
-                    files[LEARNING_CURVES] = learning_curves_png(history)
+                    files[LEARNING_CURVES] = self.tracker._draw_learning_curves(history)
                 except Exception as exc:
                     extra_tags[PLOT_ERROR_TAG] = describe(exc)
             with self._buffer_lock:

@@ -24,25 +24,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.study import StudyRequest, StudySpec, create_study
+from tests.search.test_study_support import TINY_SPACE
+from tests.search.test_study_support import WILD_SPACE as WILD_SPACE  # re-exported
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Only alpha is searched, over a range where plain momentum on digits always converges.
-FAULT_SPACE = """
-name = "faults"
-
-[[param]]
-name = "alpha"
-kind = "float"
-tier = 1
-low = 0.001
-high = 0.1
-scale = "log"
-default = 0.01
-"""
-
-# alpha up to 1e3 with plain gradient descent: the upper part of the range diverges.
-WILD_SPACE = FAULT_SPACE.replace("high = 0.1", "high = 1000.0").replace('"faults"', '"wild"')
+# Only alpha is searched, over a range where plain momentum on digits always converges; and
+# a range whose upper part diverges (alpha up to 1e3 with plain gradient descent).
+FAULT_SPACE = TINY_SPACE
 
 TINY_TRAIN: dict[str, Any] = {
     "dataset": "digits",
