@@ -32,8 +32,10 @@ from tests.faults.support import (
 
 OUTAGE_S = 20
 MIN_OUTAGE_S = 10  # the outage is cut short (not below this) when the study nears its end
-EPOCHS = 20
-BUDGET = 18
+# Trials must outlast the outage's start: with 2 workers on 2 cores these take ~1 s each, so
+# a 10-20 s outage covers 10-20 of them and the study cannot outrun it.
+EPOCHS = 40
+BUDGET = 40
 
 
 @pytest.mark.slow
@@ -54,9 +56,9 @@ def test_an_mlflow_outage_loses_no_metric_point_and_stops_no_trial(
         return sum(t.state == TrialState.COMPLETE for t in trials(storage, spec.name))
 
     wait_for(lambda: n_done() >= 2, 120, "two trials to finish before the outage")
-    server.stop()
-    down_at = time.monotonic()
     done_before = n_done()
+    down_at = time.monotonic()  # stopping takes a moment: the outage starts with it
+    server.stop()
     # Cut short (never below MIN_OUTAGE_S) when the study nears its end, so that trials still
     # run after the restart and replay the spool themselves.
     while time.monotonic() - down_at < OUTAGE_S and n_done() < BUDGET - 6:
