@@ -158,3 +158,16 @@ def mlflow_server(
 ) -> MlflowServer:
     """A real `mlflow server` backed by a fresh PostgreSQL database."""
     return mlflow_server_factory(postgres_db())
+
+
+def sqlite_mlflow_server(
+    tmp_path_factory: pytest.TempPathFactory, name: str = "mlflow"
+) -> Iterator[MlflowServer]:
+    """A module-scoped `mlflow server` on SQLite (use from a `scope="module"` fixture):
+    starting one takes seconds, so a module's tests share it with distinct studies."""
+    root = tmp_path_factory.mktemp(name)
+    (root / "artifacts").mkdir()
+    srv = MlflowServer(f"sqlite:///{root / 'mlflow.db'}", root / "artifacts")
+    srv.start()
+    yield srv
+    srv.stop()

@@ -15,17 +15,17 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.study import StudyRequest, StudySpec, create_study
 from tests.search.test_study_support import TINY_SPACE
 from tests.search.test_study_support import WILD_SPACE as WILD_SPACE  # re-exported
+from tests.search.test_study_support import trials as trials  # re-exported
+from tests.search.test_study_support import wait_for as wait_for  # re-exported
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -147,21 +147,7 @@ def signal_worker(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     os.killpg(proc.pid, sig)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 # --- reading the Optuna storage back ------------------------------------------------------------
-
-
-def trials(storage: str, name: str) -> list[FrozenTrial]:
-    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
 
 
 def training(storage: str, name: str) -> list[FrozenTrial]:

@@ -20,7 +20,7 @@ from search.tracking import (
     mark_run_ended,
     update_study_best,
 )
-from tests.conftest import MlflowServer
+from tests.conftest import MlflowServer, sqlite_mlflow_server
 
 # Each module starts its own `mlflow server` (seconds to tens of seconds on a busy machine).
 pytestmark = pytest.mark.slow
@@ -32,13 +32,7 @@ API_LINE = re.compile(r'"(GET|POST|PUT|PATCH|DELETE) /(api|ajax-api)/')
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    """One server for the module: starting one takes seconds; tests use distinct studies."""
-    root = tmp_path_factory.mktemp("mlflow")
-    (root / "artifacts").mkdir()
-    srv = MlflowServer(f"sqlite:///{root / 'mlflow.db'}", root / "artifacts")
-    srv.start()
-    yield srv
-    srv.stop()
+    yield from sqlite_mlflow_server(tmp_path_factory, "mlflow")
 
 
 def api_requests(server: MlflowServer) -> list[str]:

@@ -17,7 +17,7 @@ from search.tracking import (
     mark_run_ended,
     replay_spool,
 )
-from tests.conftest import MlflowServer
+from tests.conftest import MlflowServer, sqlite_mlflow_server
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +27,7 @@ KEYS = ("train_loss", "val_loss", "val_accuracy", "grad_norm/0")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    root = tmp_path_factory.mktemp("mlflow-faults")
-    (root / "artifacts").mkdir()
-    srv = MlflowServer(f"sqlite:///{root / 'mlflow.db'}", root / "artifacts")
-    srv.start()
-    yield srv
-    srv.stop()
+    yield from sqlite_mlflow_server(tmp_path_factory, "mlflow-faults")
 
 
 @pytest.fixture
