@@ -58,7 +58,10 @@ def spool_header(
     study: str = "",
     trial_number: int | None = None,
     attempt: int | None = None,
+    supersedes: bool = False,
 ) -> dict[str, Any]:
+    """`supersedes`: the file ends a run on someone else's behalf (a dead attempt marked
+    KILLED), so it overwrites whatever status and tags the run has when it is replayed."""
     return {
         "format": FORMAT,
         "tracking_uri": redact(tracking_uri),
@@ -68,6 +71,7 @@ def spool_header(
         "study": study,
         "trial_number": trial_number,
         "attempt": attempt,
+        "supersedes": supersedes,
     }
 
 
@@ -190,6 +194,14 @@ def _replay_one(
     )
     created = False
     server_down = False
+    if target.run_id is not None and not header.get("supersedes"):
+        try:
+            ops = _without_overwrites(client, target.run_id, ops)
+        except Exception as exc:
+            if not is_permanent(exc):
+                os.rename(claimed, original)
+                return None, True
+            # a deleted or unknown run: the ops below are refused and dropped one by one
     while ops:
         op = ops[0]
         try:
@@ -229,3 +241,29 @@ def _replay_one(
         complete=not ops,
     )
     return result, server_down
+
+
+def _without_overwrites(client: MlflowClient, run_id: str, ops: list[Op]) -> list[Op]:
+    """A run someone else already ended keeps its status and tags.
+
+    The case: a worker dies between spooling its trial's end (FINISHED) and telling Optuna;
+    another worker fails the trial as stale and marks the run KILLED; the dead worker's file
+    is replayed later. Its metrics and artifacts are real and still go in, but its status and
+    its `outcome` tag would contradict Optuna, where the attempt failed and was retried.
+    """
+    run = client.get_run(run_id)
+    if run.info.status == "RUNNING":
+        return ops
+    existing = set(run.data.tags)
+    kept: list[Op] = []
+    for op in ops:
+        if op["op"] == "terminate":
+            continue
+        if op["op"] == "log_batch" and existing & set(op["tags"]):
+            tags = {k: v for k, v in op["tags"].items() if k not in existing}
+            op = {**op, "tags": tags}
+        kept.append(op)
+    _logger.info(
+        "run %s was ended meanwhile (%s): its status and tags are kept", run_id, run.info.status
+    )
+    return kept

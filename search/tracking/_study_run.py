@@ -129,8 +129,10 @@ def mark_run_ended(
     status: str,
     reason: str,
     spool_dir: Path | str | None = None,
+    outcome: str = "infra",
 ) -> None:
-    """End a dead attempt's run (e.g. KILLED after its worker vanished) with a reason tag.
+    """End a dead attempt's run (e.g. KILLED after its worker vanished) with reason and
+    outcome tags. This end wins over the dead attempt's own, should that be replayed later.
 
     Never raises for tracking trouble: a transient failure is spooled when `spool_dir` is
     given (replayed with the next `replay_spool`), else logged.
@@ -138,7 +140,10 @@ def mark_run_ended(
     check_status(status)
     client = make_client(tracking_uri)
     target = RunTarget(experiment_id="", run_id=run_id)
-    ops = [*batch_ops({}, [], {REASON_TAG: clean_tag(reason)}), terminate_op(status, now_ms())]
+    ops = [
+        *batch_ops({}, [], {REASON_TAG: clean_tag(reason), "outcome": outcome}),
+        terminate_op(status, now_ms()),
+    ]
     while ops:
         try:
             execute(client, target, ops[0])
@@ -149,7 +154,9 @@ def mark_run_ended(
             if spool_dir is not None:
                 experiment_id = _experiment_of(client, run_id)
                 target.experiment_id = experiment_id
-                write_spool_file(Path(spool_dir), spool_header(tracking_uri, target), ops)
+                write_spool_file(
+                    Path(spool_dir), spool_header(tracking_uri, target, supersedes=True), ops
+                )
             _logger.warning(
                 "tracking server unreachable, run %s end %s: %s",
                 run_id,

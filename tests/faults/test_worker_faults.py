@@ -81,7 +81,9 @@ def test_every_worker_killed_then_one_restarted_resumes_the_study(
     make_pool: Callable[..., WorkerPool],
 ) -> None:
     storage, server = postgres_db(), mlflow_server_factory()
-    spec = create(storage, fault_request("kill-all", 3, tracking_uri=server.uri, train=SLOW_TRAIN))
+    # A budget of 6, not 3: a worker that starts several seconds after the other (a loaded CI
+    # machine) must still find trials left to train at the same time as the first one.
+    spec = create(storage, fault_request("kill-all", 6, tracking_uri=server.uri, train=SLOW_TRAIN))
     pool = make_pool(server.uri)
     first = [pool.start(spec.name, storage) for _ in range(2)]
     # Both workers mid-trial, then both die at once: nobody is left to notice.

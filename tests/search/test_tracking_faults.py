@@ -138,15 +138,8 @@ os._exit(0)  # ...because the process dies the moment finish() returns
 def test_a_worker_that_dies_right_after_finish_loses_nothing(
     server: MlflowServer, tmp_path: Path
 ) -> None:
-    import subprocess
-    import sys
-
     spool = tmp_path / "spool"
-    out = subprocess.run(
-        [sys.executable, "-c", _DIES_AFTER_FINISH.replace("%s", repr(KEYS)), server.uri, spool],
-        capture_output=True, text=True, check=True, timeout=120,
-    )  # fmt: skip
-    run_id = out.stdout.split()[-1]
+    run_id = _dead_worker_run(server, spool)
     client = MlflowClient(server.uri)
     assert client.get_run(run_id).info.status == "RUNNING"  # nothing was sent after create
     assert (
@@ -190,3 +183,55 @@ def test_an_unwritable_artifact_store_keeps_metrics(
     for key in KEYS:
         assert len(client.get_metric_history(run.run_id, key)) == EPOCHS
     assert not list((tmp_path / "spool").glob("*.jsonl")), "a store error is not an outage"
+
+
+def _dead_worker_run(server: MlflowServer, spool: Path) -> str:
+    """A worker that spooled its trial's end (FINISHED) and died before sending it."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _DIES_AFTER_FINISH.replace("%s", repr(KEYS)), server.uri, spool],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    return out.stdout.split()[-1]
+
+
+def _assert_killed_with_every_metric(client: MlflowClient, run_id: str) -> None:
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["hpsearch.reason"] == "heartbeat lost"
+    assert run.data.tags["outcome"] == "infra"  # not the dead attempt's "complete"
+    for key in KEYS:  # the dead attempt's metrics are real: they still go in, once
+        steps = sorted(m.step for m in client.get_metric_history(run_id, key))
+        assert steps == list(range(1, EPOCHS + 1)), (key, steps)
+
+
+def test_a_dead_attempt_marked_killed_stays_killed_when_its_own_end_is_replayed(
+    server: MlflowServer, tmp_path: Path
+) -> None:
+    # The race CI found: the worker dies between spooling FINISHED and telling Optuna, another
+    # worker fails the trial as stale and marks the run KILLED, then replays the dead file.
+    spool = tmp_path / "spool"
+    run_id = _dead_worker_run(server, spool)
+    mark_run_ended(server.uri, run_id, "KILLED", "heartbeat lost", spool_dir=spool)
+    assert len(replay_spool(server.uri, spool)) == 1
+    _assert_killed_with_every_metric(MlflowClient(server.uri), run_id)
+    assert list(spool.iterdir()) == []
+
+
+def test_a_spooled_killed_mark_wins_over_the_older_spooled_finish(
+    server: MlflowServer, tmp_path: Path, fail_fast: None
+) -> None:
+    # The same, with the server down when the run is marked: both ends are in the spool, the
+    # dead attempt's (older) is replayed first, the KILLED mark after it must still win.
+    spool = tmp_path / "spool"
+    run_id = _dead_worker_run(server, spool)
+    server.stop()
+    try:
+        mark_run_ended(server.uri, run_id, "KILLED", "heartbeat lost", spool_dir=spool)
+    finally:
+        server.start()
+    assert len(list(spool.glob("*.jsonl*"))) == 2
+    assert len(replay_spool(server.uri, spool)) == 2
+    _assert_killed_with_every_metric(MlflowClient(server.uri), run_id)
