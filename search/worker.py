@@ -23,6 +23,7 @@ The loop, per trial:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -299,19 +300,17 @@ class Worker:
                     config = TrainConfig.from_dict(self._merge(drawn, trial.params))
                     data = prepare_data(config, cache=self.cache)
                     if self.tracker is not None:
+                        # Created while the trial trains; its id is recorded on the trial
+                        # from the tracker's thread (`_record_run_id`).
                         run = self.tracker.start_trial(
                             trial.number,
                             attempt,
                             config.to_dict(),
                             self._run_tags(trial.number, retry_of),
+                            on_created=functools.partial(self._record_run_id, trial),
                         )
                     derived = {k: v for k, v in drawn.items() if k not in trial.params}
-                    attrs = {
-                        "config": config.to_dict(),
-                        "derived": derived,
-                        "worker": self.id,
-                        "mlflow_run_id": run.run_id,
-                    }
+                    attrs = {"config": config.to_dict(), "derived": derived, "worker": self.id}
                     set_user_attrs(self.storage, trial._trial_id, attrs)
                     train_started = time.perf_counter()
                     result = train(config, data, report)
@@ -401,7 +400,7 @@ class Worker:
         told = False
 
         def tell() -> None:
-            self._set_result_attrs(trial, outcome, reason, result)
+            self._set_result_attrs(trial, outcome, reason, result, run)
             if outcome is Outcome.INFRA:
                 # Fail and re-queue under the lock: between the two the study would be one
                 # trial short, and another worker could ask a trial beyond the budget.
@@ -451,7 +450,8 @@ class Worker:
         self.report.outcomes[outcome.value] += 1
         self._consecutive_errors = self._consecutive_errors + 1 if outcome is Outcome.ERROR else 0
         if outcome is Outcome.COMPLETE and self.ref is not None and value is not None:
-            self._maybe_update_best(trial.number, value)
+            # Off the critical path: a best-trial read and a request, after the run's finish.
+            self.tracker.submit(functools.partial(self._maybe_update_best, trial.number, value))
 
     def _discard_closed_run(self, run: Any) -> None:
         """The run was closed with the result just before Optuna refused it: mark it KILLED."""
@@ -466,10 +466,19 @@ class Worker:
         except Exception as exc:
             _logger.warning("marking the discarded run KILLED failed: %s", exc)
 
+    def _record_run_id(self, trial: optuna.Trial, run_id: str) -> None:
+        """Called from the tracker's thread once the trial's MLflow run exists."""
+        try:
+            set_user_attrs(self.storage, trial._trial_id, {"mlflow_run_id": run_id})
+        except Exception as exc:  # e.g. failed as stale meanwhile; the result attrs retry it
+            _logger.debug("recording trial %d's run id failed: %s", trial.number, exc)
+
     def _set_result_attrs(
-        self, trial: optuna.Trial, outcome: Outcome, reason: str | None, result: Any
+        self, trial: optuna.Trial, outcome: Outcome, reason: str | None, result: Any, run: Any
     ) -> None:
         attrs: dict[str, Any] = {"outcome": outcome.value}
+        if run.run_id is not None:  # again: `_record_run_id` may have met a database restart
+            attrs["mlflow_run_id"] = run.run_id
         if reason:
             attrs["reason"] = reason
         if result is not None:
@@ -548,6 +557,12 @@ class Worker:
         )
         _logger.warning("trial %d is stale: %s; re-queued", trial.number, reason)
         run_id = trial.user_attrs.get("mlflow_run_id")
+        if not run_id and self.ref is not None:
+            # It died between creating the run and recording its id: find the run by tags.
+            from search.tracking import find_trial_run
+
+            attempt = len(trial.system_attrs.get("retry_history", []))
+            run_id = find_trial_run(self.ref, trial.number, attempt)
         if run_id and self.tracking_uri:
             from search.tracking import mark_run_ended
 

@@ -17,6 +17,7 @@ from search.tracking._study_report import summarize_study
 from search.tracking._study_run import (
     StudyRunRef,
     ensure_study_run,
+    find_trial_run,
     mark_run_ended,
     update_study_best,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "configure_client_env",
     "default_tracking_uri",
     "ensure_study_run",
+    "find_trial_run",
     "learning_curves_png",
     "mark_run_ended",
     "redact",

@@ -112,8 +112,13 @@ def _ensure_experiment(client: MlflowClient, name: str, artifact_location: str |
     return str(experiment.experiment_id)
 
 
+def _quoted(value: str) -> str:
+    """A string literal's inside for an MLflow search filter."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
 def _find_parent_runs(client: MlflowClient, experiment_id: str, study_name: str) -> list[str]:
-    quoted = study_name.replace("\\", "\\\\").replace("'", "\\'")
+    quoted = _quoted(study_name)
     runs = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{STUDY_TAG}` = '{quoted}' and tags.`{ROLE_TAG}` = 'study'",
@@ -121,6 +126,26 @@ def _find_parent_runs(client: MlflowClient, experiment_id: str, study_name: str)
     )
     ordered = sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
     return [r.info.run_id for r in ordered]
+
+
+def find_trial_run(ref: StudyRunRef, trial_number: int, attempt: int) -> str | None:
+    """The run of one trial attempt, found by its tags; None when there is none (or the
+    server cannot say). For an attempt whose worker died before recording the run's id."""
+    quoted = _quoted(ref.study_name)
+    try:
+        runs = make_client(ref.tracking_uri).search_runs(
+            [ref.experiment_id],
+            filter_string=(
+                f"tags.`{STUDY_TAG}` = '{quoted}' and tags.`{ROLE_TAG}` = 'trial' and "
+                f"tags.`hpsearch.trial_number` = '{int(trial_number)}' and "
+                f"tags.`hpsearch.attempt` = '{int(attempt)}'"
+            ),
+            max_results=5,
+        )
+    except Exception as exc:
+        _logger.warning("could not look up the run of trial %d: %s", trial_number, describe(exc))
+        return None
+    return str(runs[0].info.run_id) if runs else None
 
 
 def mark_run_ended(

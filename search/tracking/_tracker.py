@@ -3,7 +3,8 @@
 Requests per trial, when the server is up and the trial is shorter than `flush_interval_s`:
 create_run, one log_batch (params, every epoch's metrics, tags), one PUT per artifact,
 update_run (terminate): five for two artifacts. Longer trials add one log_batch per
-`flush_interval_s`, sent by a background thread so the training thread never waits on I/O.
+`flush_interval_s`. All of them are sent by background threads (the create while the trial
+trains, the rest after `finish` returned), so the worker's thread never waits on the server.
 
 When the server does not answer, nothing is lost and nothing raises into the trial: unsent
 ops stay in memory while the trial runs and go to the spool at `finish`; the spool is replayed
@@ -14,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,13 @@ class Tracker:
             else None
         )
         self._painter: ProcessPoolExecutor | None = None
+        # `start_trial` hands the run's creation to its own thread: the trial trains while
+        # the request is on its way (it is not queued behind the previous trial's finish).
+        self._creator = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpsearch-mlflow-create")
+            if background_finish
+            else None
+        )
 
     def _read_study_name(self) -> str:
         try:
@@ -108,9 +116,20 @@ class Tracker:
             return ""
 
     def start_trial(
-        self, trial_number: int, attempt: int, params: Mapping[str, Any], tags: Mapping[str, str]
+        self,
+        trial_number: int,
+        attempt: int,
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+        on_created: Callable[[str], None] | None = None,
     ) -> TrialRun:
-        """Create the attempt's run (one request); params wait for the first batch."""
+        """Create the attempt's run (one request); params wait for the first batch.
+
+        With background finishing the request is sent from a helper thread and this returns
+        at once: `run_id` is None until the server answered (`wait_created` waits), and
+        `on_created(run_id)` is called from that thread (e.g. to record the id on the trial).
+        `finish` waits for the creation first, so the run's ops always follow it.
+        """
         previous = self._active
         if previous is not None and not previous.finished:
             _logger.warning(
@@ -134,12 +153,33 @@ class Tracker:
             }
         )
         run = TrialRun(self, trial_number, attempt, params, create_op(now_ms(), run_tags))
-        # No io lock: only this thread knows the new run yet, and waiting here for the previous
-        # trial's background finish would put its requests back on the critical path.
-        run._send_outbox()
+        if self._creator is not None:
+            run._created = self._creator.submit(self._create, run, on_created)
+        else:
+            self._create(run, on_created)
         self._active = run
         self._ensure_flusher()
         return run
+
+    def _create(self, run: TrialRun, on_created: Callable[[str], None] | None) -> None:
+        try:
+            # No io lock: it would queue the create behind the previous trial's finish, and
+            # `finish` waits for the create. Nobody else touches this run's outbox meanwhile
+            # (the flusher skips a run being created; `finish` waits for it).
+            run._send_outbox()
+            run_id = run._target.run_id  # not `run.run_id`: that waits for this very call
+            if run_id is not None and on_created is not None:
+                on_created(run_id)
+        except Exception:  # a background thread must never die silently
+            _logger.exception("creating the MLflow run of trial %s failed", run.trial_number)
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the background finishing thread, after the finishes handed to it so
+        far (inline without one). For requests off a trial's critical path; must not raise."""
+        if self._finisher is None:
+            fn()
+        else:
+            self._finisher.submit(fn)
 
     def _ensure_flusher(self) -> None:
         if self._flusher is None or not self._flusher.is_alive():
@@ -152,7 +192,7 @@ class Tracker:
     def _flush_loop(self) -> None:
         while not self._stop.wait(self.flush_interval_s):
             run = self._active
-            if run is None or run.finished:
+            if run is None or run.finished or not run._creation_done():
                 continue
             try:
                 with self._io_lock:
@@ -196,6 +236,9 @@ class Tracker:
 
     def close(self) -> None:
         """Finish pending runs, flush what is buffered, replay the spool, stop the threads."""
+        if self._creator is not None:
+            self._creator.shutdown(wait=True)
+            self._creator = None
         if self._finisher is not None:
             self._finisher.shutdown(wait=True)
             self._finisher = None
@@ -245,9 +288,22 @@ class TrialRun:
         self._epoch_steps: set[int] = set()
         self._refused = False
         self._outbox: list[Op] = [create]  # acknowledged ops leave; the rest may be spooled
+        self._created: Future[None] | None = None  # the background creation, if any
 
     @property
     def run_id(self) -> str | None:
+        """The run's id, once the creation sent in the background is answered (this waits
+        for it); None when the server did not take it."""
+        return self.wait_created()
+
+    def _creation_done(self) -> bool:
+        return self._created is None or self._created.done()
+
+    def wait_created(self) -> str | None:
+        """Block until the background creation is done; the run id, or None (server down:
+        the create op then waits in the outbox and goes to the spool with the rest)."""
+        if self._created is not None:
+            self._created.result()  # `_create` never raises
         return self._target.run_id
 
     def log_epoch(self, step: int, metrics: Mapping[str, float]) -> None:
@@ -276,6 +332,7 @@ class TrialRun:
         `learning_curves.png` unless `artifacts` already has one.
         """
         check_status(status)
+        self.wait_created()  # the write-ahead below must know whether the run exists
         if self.finished:
             _logger.warning("trial %s attempt %s finished twice", self.trial_number, self.attempt)
             return

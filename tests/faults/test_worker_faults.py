@@ -7,7 +7,9 @@ PostgreSQL storage, a real `mlflow server`, worker processes. Trials are made sl
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
@@ -55,7 +57,13 @@ def test_sigkilled_worker_trial_is_failed_and_retried_with_the_same_params(
     pool = make_pool(server.uri)
     for _ in range(2):
         pool.start(spec.name, storage)
-    victim_trial = wait_for(lambda: training(storage, spec.name), 90, "a trial mid-training")[0]
+    # Mid-training, with its run's id recorded (the run is created while the trial trains; a
+    # kill before the id is on the trial is the next test's case).
+    victim_trial = wait_for(
+        lambda: [t for t in training(storage, spec.name) if "mlflow_run_id" in t.user_attrs],
+        90,
+        "a trial mid-training with its MLflow run recorded",
+    )[0]
     victim = _by_pid(pool, _pid_of(victim_trial.user_attrs["worker"]))
     signal_worker(victim, signal.SIGKILL)
     assert victim.wait(timeout=10) == -signal.SIGKILL
@@ -149,3 +157,46 @@ def test_a_worker_paused_past_the_grace_period_survives_and_its_late_result_is_v
     assert mlflow_client(server.uri).get_run(late_run.info.run_id).data.tags["outcome"] == (
         "discarded"
     )
+
+
+def test_a_worker_killed_before_recording_its_run_id_still_gets_its_run_killed(
+    postgres_db: Callable[[], str],
+    mlflow_server_factory: Callable[..., MlflowServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run is created while the trial trains and its id is written to the trial a moment
+    later: a worker dying in between leaves a RUNNING run the trial does not name. The worker
+    that fails the trial as stale finds that run by its tags and ends it KILLED."""
+    import optuna
+
+    from search.tracking import StudyRunRef, Tracker
+    from search.worker import SPOOL_ENV, run_worker
+    from spaces import Space
+
+    storage, server = postgres_db(), mlflow_server_factory()
+    spec = create(storage, fault_request("no-run-id", 2, tracking_uri=server.uri))
+    monkeypatch.setenv(SPOOL_ENV, str(tmp_path / "spool"))
+    # The dead worker, step by step: pull trial 0, heartbeat, mark it as training, create its
+    # run (its id never recorded), die (stop heartbeating).
+    study = optuna.load_study(study_name=spec.name, storage=storage)
+    trial = study.ask()
+    Space.from_toml(spec.space_toml).suggest(trial, spec.tiers)
+    study._storage.record_heartbeat(trial._trial_id)
+    study._storage.set_trial_user_attr(trial._trial_id, "worker", "gone-host:1")
+    ref = StudyRunRef(spec.experiment_id, spec.parent_run_id, server.uri, spec.name)
+    with Tracker(ref, tmp_path / "dead-spool") as tracker:
+        orphan = tracker.start_trial(trial.number, 0, {}, {}).wait_created()
+    assert orphan is not None
+    assert mlflow_client(server.uri).get_run(orphan).info.status == "RUNNING"
+    time.sleep(spec.grace_period_s + 0.5)  # its heartbeat goes stale
+
+    report = run_worker(storage, spec.name)
+    assert report.trials, report
+    ts = assert_study_whole(storage, spec)
+    dead = next(t for t in ts if t.number == trial.number)
+    assert dead.state == TrialState.FAIL and "mlflow_run_id" not in dead.user_attrs
+    run = mlflow_client(server.uri).get_run(orphan)
+    assert run.info.status == "KILLED"
+    assert "heartbeats" in run.data.tags["hpsearch.reason"]
+    assert run.data.tags["outcome"] == "infra"

@@ -17,6 +17,7 @@ from search.tracking import (
     Tracker,
     default_tracking_uri,
     ensure_study_run,
+    find_trial_run,
     mark_run_ended,
     update_study_best,
 )
@@ -266,3 +267,51 @@ def test_embedded_sql_store_without_a_server(
     assert len(client.get_metric_history(run_id, "val_loss")) == EPOCHS
     assert {a.path for a in client.list_artifacts(run_id)} == {"config.json", "learning_curves.png"}
     assert (tmp_path / "mlartifacts").is_dir()
+
+
+def test_the_run_is_created_off_the_trial_and_its_id_handed_back(
+    server: MlflowServer, tmp_path: Path
+) -> None:
+    ref = ensure_study_run(server.uri, "created-study", {})
+    seen: list[tuple[str, str]] = []
+    with Tracker(ref, tmp_path / "spool") as tracker:
+        run = tracker.start_trial(
+            5, 1, {"alpha": 0.1}, {},
+            on_created=lambda run_id: seen.append((threading.current_thread().name, run_id)),
+        )  # fmt: skip
+        run_id = run.wait_created()
+        assert run_id is not None and seen == [(seen[0][0], run_id)]
+        assert seen[0][0].startswith("hpsearch-mlflow-create")  # not the trial's thread
+        run.finish("FINISHED", {"objective": 0.5}, {})
+    assert find_trial_run(ref, 5, 1) == run_id  # found by its tags, as a stale trial's is
+    assert find_trial_run(ref, 5, 0) is None
+    assert find_trial_run(ref, 6, 1) is None
+
+
+def test_a_hung_tracking_server_never_holds_up_a_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that accepts connections and never answers: the trial starts, trains and
+    finishes at once; only the background threads wait (then the run goes to the spool)."""
+    import socket
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)
+        uri = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        ref = StudyRunRef("1", "parent", uri, "hung-study")
+        tracker = Tracker(ref, tmp_path / "spool")
+        started = time.perf_counter()
+        run = tracker.start_trial(0, 0, {"alpha": 0.1}, {})
+        start_s = time.perf_counter() - started
+        for epoch in range(1, EPOCHS + 1):
+            run.log_epoch(epoch, epoch_metrics(epoch))
+        assert start_s < 1.0, start_s  # the create request alone waits 2 s for its timeout
+        assert run.wait_created() is None  # timed out: the create op waits in the outbox
+        run.finish("FINISHED", {"objective": 0.5}, {})
+        tracker.close()
+    (spooled,) = (tmp_path / "spool").glob("*.jsonl")
+    ops = [line for line in spooled.read_text().splitlines()[1:]]
+    assert '"create_run"' in ops[0] and '"terminate"' in ops[-1]
