@@ -150,13 +150,19 @@ def signal_worker(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 # --- reading the Optuna storage back ------------------------------------------------------------
 
 
-def training(storage: str, name: str) -> list[FrozenTrial]:
+def training(storage: str, name: str, tracked: bool = False) -> list[FrozenTrial]:
     """RUNNING trials whose worker has set them up (the `worker` attribute is written just
-    before `train()` is called), so a fault injected now hits a trial mid-training."""
+    before `train()` is called), so a fault injected now hits a trial mid-training.
+
+    `tracked`: only those whose MLflow run exists and is recorded on the trial (the run is
+    created from a helper thread while the trial trains, its id written a moment later).
+    """
     return [
         t
         for t in trials(storage, name)
-        if t.state == TrialState.RUNNING and "worker" in t.user_attrs
+        if t.state == TrialState.RUNNING
+        and "worker" in t.user_attrs
+        and (not tracked or "mlflow_run_id" in t.user_attrs)
     ]
 
 

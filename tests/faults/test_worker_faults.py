@@ -60,7 +60,7 @@ def test_sigkilled_worker_trial_is_failed_and_retried_with_the_same_params(
     # Mid-training, with its run's id recorded (the run is created while the trial trains; a
     # kill before the id is on the trial is the next test's case).
     victim_trial = wait_for(
-        lambda: [t for t in training(storage, spec.name) if "mlflow_run_id" in t.user_attrs],
+        lambda: training(storage, spec.name, tracked=True),
         90,
         "a trial mid-training with its MLflow run recorded",
     )[0]
@@ -95,7 +95,9 @@ def test_every_worker_killed_then_one_restarted_resumes_the_study(
     pool = make_pool(server.uri)
     first = [pool.start(spec.name, storage) for _ in range(2)]
     # Both workers mid-trial, then both die at once: nobody is left to notice.
-    wait_for(lambda: len(training(storage, spec.name)) == 2, 90, "two trials training")
+    wait_for(
+        lambda: len(training(storage, spec.name, tracked=True)) == 2, 90, "two trials training"
+    )
     for proc in first:
         signal_worker(proc, signal.SIGKILL)
     for proc in first:
