@@ -398,8 +398,21 @@ class Worker:
     ) -> None:
         """Tell Optuna, then close the MLflow run (`status` overrides the outcome's)."""
         told = False
+        tries = 0
 
         def tell() -> None:
+            nonlocal tries
+            tries += 1
+            if tries > 1:
+                # Retried after a lost connection: the last try may have committed (its
+                # acknowledgement lost with the connection). Never write a finished trial twice.
+                state = self.storage.get_trial(trial._trial_id).state
+                if state == outcome.state:
+                    return  # our own result (nobody else finishes this trial with that state)
+                if state.is_finished():  # failed as stale meanwhile (heartbeats stopped too)
+                    raise optuna.exceptions.UpdateFinishedTrialError(
+                        f"trial {trial.number} is already {state.name}"
+                    )
             self._set_result_attrs(trial, outcome, reason, result, run)
             if outcome is Outcome.INFRA:
                 # Fail and re-queue under the lock: between the two the study would be one

@@ -214,3 +214,32 @@ def test_optuna_cli_reads_the_study(tmp_path: Path) -> None:
     assert [r["number"] for r in rows] == [0, 1]
     assert all(r["state"] == "COMPLETE" for r in rows)
     assert optuna.load_study(study_name="o", storage=url).best_trial.number in (0, 1)
+
+
+def test_a_result_whose_commit_was_acknowledged_late_is_not_written_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database restart can drop the connection after a commit went through and before the
+    client heard of it (CI saw it in the PostgreSQL-restart scenario). Here every `tell`
+    commits, then raises the error a dropped connection raises: the worker retries, sees its
+    own result already there, and goes on; nothing is written twice, nothing crashes."""
+    import sqlalchemy as sa
+
+    real_tell = optuna.study.Study.tell
+    dropped: list[int] = []
+
+    def tell_then_drop(self, trial, *args, **kwargs):  # type: ignore[no-untyped-def]
+        frozen = real_tell(self, trial, *args, **kwargs)
+        if trial.number not in dropped:
+            dropped.append(trial.number)
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("server closed the connection"))
+        return frozen
+
+    monkeypatch.setattr(optuna.study.Study, "tell", tell_then_drop)
+    url = _create(tmp_path, "acked", n_trials=3)
+    report = run_worker(url, "acked")
+    assert dropped == [0, 1, 2]
+    assert report.trials == [0, 1, 2] and report.outcomes["complete"] == 3
+    ts = trials(url, "acked")
+    assert [t.state for t in ts] == [TrialState.COMPLETE] * 3
+    assert all(t.user_attrs["outcome"] == "complete" for t in ts)
