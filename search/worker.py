@@ -248,19 +248,24 @@ class Worker:
 
     def _pull(self) -> tuple[optuna.Trial, float, float] | str:
         started = time.perf_counter()
-        with self.lock.held():
-            with warnings.catch_warnings():
-                # "experimental" and "Heartbeat ... supposed to be used with Study.optimize":
-                # this loop sends its own heartbeats and fails stale trials itself.
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                warnings.simplefilter("ignore", UserWarning)
-                fail_stale_trials(self.study)  # re-queues dead workers' trials (_on_stale)
-                counts = count_trials(self.storage, self.study_id)
-                if not (counts.waiting or counts.live < self.spec.n_trials):
-                    return "done" if counts.finished >= self.spec.n_trials else "wait"
-                trial = self.study.ask()
-            self.storage.record_heartbeat(trial._trial_id)
-            return trial, started, time.perf_counter()
+        with self.lock.held(), warnings.catch_warnings():
+            # "experimental" and "Heartbeat ... supposed to be used with Study.optimize":
+            # this loop sends its own heartbeats and fails stale trials itself.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            fail_stale_trials(self.study)  # re-queues dead workers' trials (_on_stale)
+            counts = count_trials(self.storage, self.study_id)
+            if not (counts.waiting or counts.live < self.spec.n_trials):
+                return "done" if counts.finished >= self.spec.n_trials else "wait"
+            trial = self.study.ask()
+        # Its own retry: a transient error here must not make the caller retry the whole pull,
+        # which would ask a second trial and leave this one RUNNING with no heartbeat, a trial
+        # no worker ever fails as stale (the study could then never finish its budget).
+        retry_transient(
+            lambda: self.storage.record_heartbeat(trial._trial_id),
+            f"starting the heartbeat of trial {trial.number}",
+        )
+        return trial, started, time.perf_counter()
 
     def _run_trial(self, trial: optuna.Trial, pull_started: float, pulled_at: float) -> float:
         from trainers import TrainConfig, prepare_data, train

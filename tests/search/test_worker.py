@@ -243,3 +243,33 @@ def test_a_result_whose_commit_was_acknowledged_late_is_not_written_twice(
     ts = trials(url, "acked")
     assert [t.state for t in ts] == [TrialState.COMPLETE] * 3
     assert all(t.user_attrs["outcome"] == "complete" for t in ts)
+
+
+def test_a_lost_connection_right_after_ask_leaves_no_orphan_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first heartbeat of a pulled trial fails as a dropped connection does. Retrying the
+    whole pull would ask a second trial and leave the first RUNNING without a heartbeat, which
+    no worker ever fails as stale: the study would wait forever for a budget it cannot meet."""
+    import sqlalchemy as sa
+    from optuna.storages import RDBStorage
+
+    real = RDBStorage.record_heartbeat
+    failed: list[int] = []
+
+    def drop_first(self, trial_id):  # type: ignore[no-untyped-def]
+        if not failed:
+            failed.append(trial_id)
+            raise sa.exc.OperationalError("UPDATE", {}, Exception("server closed the connection"))
+        return real(self, trial_id)
+
+    monkeypatch.setattr(RDBStorage, "record_heartbeat", drop_first)
+    url = _create(tmp_path, "orphan", n_trials=2)
+    reports: list = []
+    # A daemon: when the bug is back, the stuck worker must not keep pytest from exiting.
+    worker = threading.Thread(target=lambda: reports.append(run_worker(url, "orphan")), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), f"the worker waits forever: {trials(url, 'orphan')}"
+    assert failed and reports[0].trials == [0, 1]
+    assert [t.state for t in trials(url, "orphan")] == [TrialState.COMPLETE] * 2
