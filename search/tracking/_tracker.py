@@ -137,6 +137,7 @@ class Tracker:
                 previous.trial_number,
                 trial_number,
             )
+            previous.wait_created()  # its creation thread must be done with its outbox
             with self._io_lock:
                 previous._send_outbox()
         run_name = f"trial-{trial_number}" + (f"-attempt-{attempt}" if attempt > 0 else "")
