@@ -26,6 +26,11 @@ RUN groupadd --system --gid 10001 hpsearch \
 
 WORKDIR /opt/hpsearch
 
+# PgBouncer, for `hpsearch proxy` (the `pgbouncer` service): Debian's package.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends pgbouncer \
+ && rm -rf /var/lib/apt/lists/*
+
 # torch first, in its own layer: it is by far the largest and changes least often.
 RUN if [ -n "$TORCH_INDEX_URL" ]; then \
       pip install "torch==${TORCH_VERSION}" --index-url "$TORCH_INDEX_URL"; \

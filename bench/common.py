@@ -265,7 +265,11 @@ def mlflow_server(
         "--workers", str(workers),
     ]  # fmt: skip
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # MLflow 3's GenAI job runner (5+ helper processes) serves nothing hpsearch uses.
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
     try:
         deadline = time.monotonic() + timeout
         while True:

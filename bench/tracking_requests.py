@@ -1,7 +1,7 @@
 """Requests and time per 20-epoch trial logged through `search.tracking.Tracker`.
 
 Starts a real `mlflow server` (SQLite backend, served artifacts) on loopback, logs N trials
-of 20 epochs (6 metrics per epoch, a config.json and the learning-curves PNG), counts the API
+of 20 epochs (6 metrics per epoch and a config.json), counts the API
 requests in the server's access log and times `finish()`. Writes
 bench/results/tracking_requests.json.
 
@@ -91,7 +91,8 @@ def main() -> None:
         "log_epoch_us_median": round(statistics.median(log_epoch_us), 1),
         "created_ms_median": round(statistics.median(created_ms), 1),
         "note": (
-            "first finish() includes importing matplotlib; server: mlflow server on SQLite; "
+            "finish() queues the run's end and returns (no request waited on); "
+            "server: mlflow server on SQLite; "
             "created_ms: start_trial() to the run existing on the server (a helper thread "
             "sends it; the trial trains meanwhile)"
         ),

@@ -1,5 +1,8 @@
 """The Python API of the service, for notebooks and for the CLI (each verb calls one function).
 
+Why one module: it is the facade, one short function per verb over the modules that do the
+work; a notebook user reads one page to find everything.
+
 ```python
 from search import api
 
@@ -24,7 +27,6 @@ import logging
 import math
 import os
 import sys
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,7 @@ from search.study import (
     worker_tracking_uri,
 )
 from search.study import create_study as _create_study
+from search.summary import summarize, summarize_later
 from search.worker import WorkerReport
 
 __all__ = [
@@ -141,58 +144,12 @@ def run_study(
         progress=progress,
         out=out,
     )
-    summarize(spec, url, tracking_uri=tracking_uri)
+    # What a person looks for first now; the table and pictures from a detached process.
+    if summarize(spec, url, tracking_uri=tracking_uri, parts=("best",)):
+        summarize_later(spec, url, tracking_uri)
     rows = [r for r in trials_table(spec.name, url) if r["value"] is not None]
     rows.sort(key=lambda r: r["value"], reverse=spec.direction == "maximize")
     return StudyRun(spec, resumed, outcome, rows[:5], mlflow_location(spec))
-
-
-SUMMARIZED_ATTR = "hpsearch:summarized"
-
-
-def summarize(
-    spec: StudySpec,
-    storage: str | None = None,
-    *,
-    tracking_uri: str | None = None,
-    force: bool = False,
-) -> list[str]:
-    """Store the study's summary (trials table, best config, plots) on its MLflow parent run
-    and end that run FINISHED, once the budget is met.
-
-    Called by the first worker that sees the budget met (so a docker-compose deployment, with
-    no `hpsearch run` process, ends its parent run too) and by `run_study`. Once per study
-    unless `force`: a study attribute records that it was done.
-    """
-    if spec.tracking_uri is None or spec.parent_run_id is None:
-        return []
-    from search.tracking import StudyRunRef, summarize_study
-    from search.tracking._env import make_client
-
-    url = absolute_storage_url(resolve_storage_url(storage))
-    study = optuna.load_study(study_name=spec.name, storage=url)
-    counts = Counter(t.state for t in study.get_trials(deepcopy=False))
-    finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
-    if finished < spec.n_trials and not force:
-        return []  # not over yet: a resumed run summarizes at its end
-    storage, study_id = study._storage, study._study_id
-    if storage.get_study_system_attrs(study_id).get(SUMMARIZED_ATTR) and not force:
-        return []
-    storage.set_study_system_attr(study_id, SUMMARIZED_ATTR, True)
-    uri = worker_tracking_uri(
-        spec.tracking_uri, tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    )
-    ref = StudyRunRef(str(spec.experiment_id), spec.parent_run_id, uri, study_name=spec.name)
-    try:
-        config = best_config(spec.name, url)
-    except StudyError:
-        config = {}
-    stored = summarize_study(ref, study, spec.metric, spec.direction, config)
-    try:
-        make_client(uri).set_terminated(spec.parent_run_id, "FINISHED")
-    except Exception as exc:  # the summary is a convenience: never fail the study over it
-        _logger.warning("could not end the study's MLflow run: %s", redact_url(str(exc)))
-    return stored
 
 
 def mlflow_location(spec: StudySpec) -> str | None:
@@ -445,12 +402,10 @@ def _log_retrain(
     test: dict[str, float],
 ) -> tuple[str | None, bool]:
     """One child run `retrain-best` (role `retrain`, so it is never counted as a trial)."""
-    import os
     import time
 
     from mlflow.entities import Metric, Param, RunTag
 
-    from search.study import worker_tracking_uri
     from search.tracking import configure_client_env
 
     assert spec.tracking_uri is not None and spec.parent_run_id is not None

@@ -1,8 +1,5 @@
 """Errors of the service layer, and the set of errors the CLI reports as a user's mistake."""
 
-from spaces.errors import SpaceError
-from trainers.errors import ConfigError, DataError
-
 
 class StudyError(ValueError):
     """A study cannot be created or joined as asked (bad study file, clashing name, bad URL...)."""
@@ -12,5 +9,14 @@ class InfrastructureError(RuntimeError):
     """Storage or tracking could not be reached in time: not the user's input, exit code 1."""
 
 
-# The CLI prints these as one line and exits 2: the user can fix them, a traceback won't help.
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DataError, SpaceError, StudyError)
+class WorkerStopped(Exception):
+    """A worker was asked to stop (SIGTERM): its trial was re-queued, its results recorded."""
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors the CLI prints as one line, exit 2: the user can fix them, a traceback won't
+    help. A function, not a constant: `spaces` imports Optuna, which `--help` does without."""
+    from spaces.errors import SpaceError
+    from trainers.errors import ConfigError, DataError
+
+    return (ConfigError, DataError, SpaceError, StudyError)

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from search.errors import InfrastructureError, StudyError
 from search.storage import count_trials, open_storage
 from search.study import StudySpec
+from search.summary import SUMMARY_ENV
 from search.worker import N_WORKERS_ENV
 
 MAX_AUTO_CPU_WORKERS = 4
@@ -107,6 +108,7 @@ def start_workers(
         env = {**os.environ, **extra}
         # URLs by environment, not argv: a password in argv shows in `ps` to every user.
         env["HPSEARCH_STORAGE"] = storage_url
+        env[SUMMARY_ENV] = "runner"  # the summary is written once, by `api.run_study`
         if tracking_uri:
             env["MLFLOW_TRACKING_URI"] = tracking_uri
         cmd = [sys.executable, "-m", "search", "worker", spec.name]
@@ -173,9 +175,9 @@ def run_study(
                 bar.n = min(finished, spec.n_trials)
                 bar.set_postfix_str(_best_text(storage, study_id, spec), refresh=False)
                 bar.refresh()
-            if all(p.poll() is not None for p in procs):
+            if _wait_any_exit(procs, POLL_INTERVAL_S):
+                finished = count_trials(storage, study_id).finished
                 break
-            time.sleep(POLL_INTERVAL_S)
     except KeyboardInterrupt:
         print("\nstopping workers (their running trials are re-queued)...", file=out)
         stop_workers(procs)
@@ -195,6 +197,18 @@ def run_study(
             raise InfrastructureError(message)
         print(message, file=out)
     return outcome
+
+
+def _wait_any_exit(procs: Sequence[subprocess.Popen[bytes]], seconds: float) -> bool:
+    """Sleep up to `seconds`, returning as soon as every worker has exited (True): the study's
+    end is seen in a tenth of a second, not a whole progress-bar interval."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if all(p.poll() is not None for p in procs):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def _stop_on_sigterm() -> Any:

@@ -20,7 +20,6 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler, BruteForceSampler, GridSampler, TPESampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial
-from scipy.stats import qmc
 
 from spaces import GRID_REFUSAL, Space, SpaceError, check_sampler_name
 
@@ -126,6 +125,8 @@ class KeyedSobolSampler(KeyedRandomSampler):
         if trial_number in self._points:
             self._points.move_to_end(trial_number)
             return self._points[trial_number]
+        from scipy.stats import qmc  # 1+ s to import: only studies that use Sobol pay it
+
         engine = qmc.Sobol(d=len(self.dimensions), scramble=True, seed=self.seed)
         if trial_number:
             engine.fast_forward(trial_number)

@@ -1,29 +1,27 @@
-"""The Optuna storage a study lives in: URL resolution, safe engines, heartbeats, the budget lock.
+"""The Optuna storage a study lives in: URL resolution, safe engines, riding out restarts.
 
 A storage URL comes from `--storage`, else `HPSEARCH_STORAGE`, else `sqlite:///hpsearch.db` in
-the working directory (the embedded default: no server). Two dialects are supported, because the
-budget lock needs a cross-process lock the database (or the file system) provides:
+the working directory (the embedded default: no server). Two dialects are supported, because
+the trial queue (`search.trial_queue`) needs transactions that serialize trial creation:
 
 - SQLite: several local worker processes share one file. WAL mode lets readers and one writer
   work at once, and a 60 s busy timeout makes a writer wait for the lock instead of failing
-  with "database is locked". The budget lock is an `fcntl.flock` on `<db>.lock`.
-- PostgreSQL: many hosts. `pool_pre_ping` replaces connections the server dropped; the budget
-  lock is `pg_advisory_lock` keyed by the study name, held on a dedicated connection.
+  with "database is locked".
+- PostgreSQL: many hosts. `pool_pre_ping` replaces connections the server dropped; a process
+  keeps one connection while idle (a rack of workers must fit in `max_connections`, or behind
+  PgBouncer: see `search.proxy`), and sends no prepared statement (transaction pooling).
 
 Passwords never reach messages: every URL shown to a user goes through `redact_url`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import logging
 import os
 import sqlite3
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,11 +29,12 @@ from typing import Any, TypeVar
 import optuna
 import sqlalchemy as sa
 from optuna.storages import RDBStorage
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 from sqlalchemy.engine import URL, make_url
 
 from search.errors import InfrastructureError, StudyError
 from search.redact import redact
+from search.trial_queue import TrialCounts, count_by_state
 
 _logger = logging.getLogger("search.storage")
 T = TypeVar("T")
@@ -159,10 +158,24 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def engine_kwargs(parsed: URL) -> dict[str, Any]:
+def engine_kwargs(parsed: URL, application_name: str = "hpsearch") -> dict[str, Any]:
     if parsed.get_backend_name() == "sqlite":
         return {"connect_args": {"timeout": 60}}
-    return {"pool_pre_ping": True}
+    return {
+        "pool_pre_ping": True,
+        # One connection kept while idle; bursts (the heartbeat thread, the tracker's thread
+        # recording a run id) open a short-lived overflow connection.
+        "pool_size": 1,
+        "max_overflow": 4,
+        "connect_args": {
+            # psycopg prepares a statement server-side after 5 runs; PgBouncer's transaction
+            # pooling (before 1.21) hands the next transaction another server connection,
+            # where that statement does not exist.
+            "prepare_threshold": None,
+            # Who holds which connection, in `pg_stat_activity` (at most 63 characters).
+            "application_name": application_name[:63],
+        },
+    }
 
 
 def open_storage(
@@ -171,11 +184,18 @@ def open_storage(
     heartbeat: Heartbeat | None = None,
     stale_trial_callback: StaleTrialCallback | None = None,
     timeout_s: float | None = None,
+    application_name: str = "hpsearch",
+    check_schema: bool = True,
 ) -> RDBStorage:
     """An `RDBStorage` for `url`, retrying an unreachable database for up to `timeout_s`.
 
     Raises `StudyError` for a malformed URL (nothing is attempted) and `InfrastructureError`
     when the database stays unreachable (nothing is created).
+
+    `check_schema=False` skips Optuna's schema-version check, which holds one connection in a
+    transaction while it opens a second: behind a pooler with few server connections, many
+    workers starting at once would each hold one and wait forever for another. Workers join a
+    study that `create`/`run` made, after that command checked the schema.
     """
     parsed = parse_storage_url(url)
     timeout = connect_timeout_s() if timeout_s is None else timeout_s
@@ -190,10 +210,11 @@ def open_storage(
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 storage = RDBStorage(
                     url,
-                    engine_kwargs=engine_kwargs(parsed),
+                    engine_kwargs=engine_kwargs(parsed, application_name),
                     heartbeat_interval=heartbeat.interval_s if heartbeat else None,
                     grace_period=heartbeat.grace_s if heartbeat else None,
                     heartbeat_stale_trial_callback=stale_trial_callback if heartbeat else None,
+                    skip_compatibility_check=not check_schema,
                 )
             if parsed.get_backend_name() == "sqlite":
                 sa.event.listen(storage.engine, "connect", _sqlite_on_connect)
@@ -268,160 +289,16 @@ def retry_transient(fn: Callable[[], T], what: str, timeout_s: float | None = No
 
 def set_user_attrs(storage: Any, trial_id: int, attrs: dict[str, Any]) -> None:
     """Several user attributes of a RUNNING trial in one transaction (Optuna: one per key).
+    Raises Optuna's `UpdateFinishedTrialError` when the trial is already finished."""
+    from search.optuna_rdb import set_trial_user_attrs
 
-    A trial records about ten attributes; one commit instead of ten is most of a worker's
-    per-trial database time on PostgreSQL. Uses RDBStorage internals (Optuna is pinned in
-    constraints.txt); any other storage gets one call per key. Raises Optuna's
-    `UpdateFinishedTrialError` when the trial is already finished (e.g. failed as stale).
-    """
-    backend = getattr(storage, "_backend", storage)  # unwrap Optuna's _CachedStorage
-    write = getattr(backend, "_set_trial_attr_without_commit", None)
-    if not isinstance(backend, RDBStorage) or write is None:
-        for key, value in attrs.items():
-            storage.set_trial_user_attr(trial_id, key, value)
-        return
-    from optuna.storages._rdb.models import TrialUserAttributeModel
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    with _create_scoped_session(backend.scoped_session, True) as session:
-        for key, value in attrs.items():
-            write(session, TrialUserAttributeModel, trial_id, key, value)
+    set_trial_user_attrs(storage, trial_id, attrs)
 
 
 # --- counting trials --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TrialCounts:
-    """A study's trials by state. PRUNED holds both pruned and diverged trials (both finished)."""
-
-    complete: int = 0
-    pruned: int = 0
-    running: int = 0
-    waiting: int = 0
-    failed: int = 0
-
-    @property
-    def finished(self) -> int:
-        """Trials that count toward the budget: a real result of their configuration."""
-        return self.complete + self.pruned
-
-    @property
-    def live(self) -> int:
-        """Finished plus those that will finish: a new trial is asked only while this < budget."""
-        return self.finished + self.running + self.waiting
-
-
 def count_trials(storage: RDBStorage, study_id: int) -> TrialCounts:
-    """One GROUP BY query, not a load of every trial (this runs before each ask)."""
-    # Optuna's table model is private API; it is the only way to count without loading trials.
-    from optuna.storages._rdb.models import TrialModel
-
-    query = (
-        sa.select(TrialModel.state, sa.func.count())
-        .where(TrialModel.study_id == study_id)
-        .group_by(TrialModel.state)
-    )
+    """A study's trials by state: one GROUP BY query, not a load of every trial."""
     with storage.engine.connect() as conn:
-        by_state = {TrialState[str(getattr(s, "name", s))]: int(n) for s, n in conn.execute(query)}
-    return TrialCounts(
-        complete=by_state.get(TrialState.COMPLETE, 0),
-        pruned=by_state.get(TrialState.PRUNED, 0),
-        running=by_state.get(TrialState.RUNNING, 0),
-        waiting=by_state.get(TrialState.WAITING, 0),
-        failed=by_state.get(TrialState.FAIL, 0),
-    )
-
-
-# --- the budget lock ----------------------------------------------------------------------------
-
-
-class BudgetLock:
-    """A cross-process mutex around "count the trials, then ask one", per study.
-
-    Without it two workers can both see `live == budget - 1` and both ask, overshooting the
-    budget. With it, asks are serialized; training runs outside the lock.
-    """
-
-    def __init__(self, url: str, study_name: str) -> None:
-        self._parsed = parse_storage_url(url)
-        self._url = url
-        self._study_name = study_name
-        self._file: Any = None
-        self._engine: sa.Engine | None = None
-        self._conn: sa.Connection | None = None
-
-    @property
-    def key(self) -> int:
-        """A signed 64-bit advisory-lock key from the study name (stable across hosts)."""
-        digest = hashlib.blake2b(f"hpsearch-budget:{self._study_name}".encode(), digest_size=8)
-        return int.from_bytes(digest.digest(), "big", signed=True)
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        if self._parsed.get_backend_name() == "sqlite":
-            with self._file_lock():
-                yield
-        else:
-            with self._advisory_lock():
-                yield
-
-    @contextlib.contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        if self._file is None:
-            path = Path(str(self._parsed.database)).expanduser()
-            # One lock file per database, shared by its studies: SQLite has one writer anyway.
-            self._file = open(f"{path}.lock", "a+b")  # noqa: SIM115 (held for the worker's life)
-        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
-
-    @contextlib.contextmanager
-    def _advisory_lock(self) -> Iterator[None]:
-        lock = sa.text("SELECT pg_advisory_lock(:k)")
-        try:
-            conn = self._connection()
-            conn.execute(lock, {"k": self.key})
-        except sa.exc.DBAPIError:
-            # The server dropped our connection (restart, idle timeout): the lock died with
-            # it, so a new connection may simply take it again.
-            self._drop_connection()
-            conn = self._connection()
-            conn.execute(lock, {"k": self.key})
-        try:
-            yield
-        finally:
-            try:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
-            except sa.exc.DBAPIError:
-                self._drop_connection()  # a lost connection has released the lock already
-
-    def _connection(self) -> sa.Connection:
-        # A session-level advisory lock belongs to a connection: one dedicated connection,
-        # outside any pool, kept for the worker's life.
-        if self._conn is None:
-            if self._engine is None:
-                self._engine = sa.create_engine(
-                    self._url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT"
-                )
-            self._conn = self._engine.connect()
-        return self._conn
-
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        return count_by_state(conn, study_id)

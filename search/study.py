@@ -1,5 +1,8 @@
 """A study: what is searched, on what data, for how many trials, stored with the Optuna study.
 
+Why one module: the request, its validation, the stored spec and the rule of when two specs are
+the same study change together; split, each change would touch every part.
+
 `StudySpec` holds everything a worker needs; it is stored as the Optuna study's user attribute
 `hpsearch_spec` (JSON), so a worker joins with only a storage URL and a study name.
 
@@ -492,16 +495,21 @@ def load_spec(storage_url: str, name: str) -> StudySpec:
     """The spec of study `name`; `StudyError` listing the studies there when it does not exist."""
     storage = open_storage(storage_url)
     try:
-        spec = _stored_spec(storage, name, wait_s=10.0)
-        if spec is None:
-            names = sorted(s.study_name for s in storage.get_all_studies())
-            raise StudyError(
-                f"no study named {name!r} in {redact_url(storage_url)!r}; studies there: "
-                f"{names or 'none'}"
-            )
-        return spec
+        return read_spec(storage, name, storage_url)
     finally:
         storage.engine.dispose()
+
+
+def read_spec(storage: Any, name: str, storage_url: str) -> StudySpec:
+    """`load_spec` on a storage already open (a worker opens one for its life)."""
+    spec = _stored_spec(storage, name, wait_s=10.0)
+    if spec is None:
+        names = sorted(s.study_name for s in storage.get_all_studies())
+        raise StudyError(
+            f"no study named {name!r} in {redact_url(storage_url)!r}; studies there: "
+            f"{names or 'none'}"
+        )
+    return spec
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:

@@ -103,7 +103,13 @@ class MlflowServer:
             "--host", "127.0.0.1", "--port", str(self.port),
             "--workers", str(self.workers),
         ]  # fmt: skip
-        env = {**os.environ, "MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE": "false"}
+        env = {
+            **os.environ,
+            "MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE": "false",
+            # MLflow 3's GenAI job runner (a huey consumer per job type, 5+ processes): hpsearch
+            # uses none of its jobs, and on 2 cores they cost more than the tests themselves.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        }
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True

@@ -10,19 +10,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from search.errors import USER_ERRORS, InfrastructureError
+from search.errors import InfrastructureError, WorkerStopped, user_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so that `hpsearch --help` stays fast and each verb owns its module.
-    from search.cli import space_cmd, study_cmd, train_cmd
+    from search.cli import proxy_cmd, space_cmd, study_cmd, train_cmd
 
     parser = argparse.ArgumentParser(
         prog="hpsearch",
         description="Random search for neural-network hyperparameters, tracked in MLflow.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (study_cmd, train_cmd, space_cmd):
+    for module in (study_cmd, train_cmd, space_cmd, proxy_cmd):
         module.register(sub)
     return parser
 
@@ -32,15 +32,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # exits 2 with argparse's message on a usage error
     try:
         return int(args.handler(args) or 0)
-    except USER_ERRORS as exc:
-        print(f"hpsearch: error: {exc}", file=sys.stderr)
-        return 2
+    except WorkerStopped as exc:
+        print(f"hpsearch: {exc}; its running trial was re-queued", file=sys.stderr)
+        return 143  # 128 + SIGTERM, as a shell reports a process ended by it
     except InfrastructureError as exc:
         print(f"hpsearch: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("hpsearch: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not isinstance(exc, user_errors()):
+            raise
+        print(f"hpsearch: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ import csv
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from spaces import Space, load_space
+if TYPE_CHECKING:
+    from spaces import Space
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def show_space(args: argparse.Namespace) -> int:
+    from spaces import load_space
+
     space = load_space(args.space)
     print(f"space {space.name!r} ({space.source}): {space.description}".rstrip(": "))
     rows = [["tier", "name", "kind", "range", "scale", "default", "condition"]]
@@ -64,12 +67,16 @@ def show_space(args: argparse.Namespace) -> int:
 
 
 def validate_space(args: argparse.Namespace) -> int:
+    from spaces import load_space
+
     space = load_space(args.space)
     print(f"ok: {len(space.params)} parameters, tiers 1..{space.max_tier}")
     return 0
 
 
 def sample_space(args: argparse.Namespace) -> int:
+    from spaces import load_space
+
     space = load_space(args.space)
     trials = draw(space, n=args.n, seed=args.seed, tiers=args.tiers, sampler=args.sampler)
     searched = [p.name for p in space.searched(args.tiers)]

@@ -14,10 +14,13 @@ import math
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trainers import ConfigError, TrainConfig, TrainResult, prepare_data, train
-from trainers.config import field_types
+# Light imports only (`hpsearch --help` builds every verb's parser): torch loads in the handler.
+from trainers.config import ConfigError, TrainConfig, field_types
+
+if TYPE_CHECKING:
+    from trainers import TrainResult
 
 EXIT_DIVERGED = 3
 
@@ -48,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from trainers import prepare_data, train
+
     config = build_config(args)
     data = prepare_data(config)
     report = None if args.json else _print_epoch(config.epochs)

@@ -62,6 +62,10 @@ def make_client(tracking_uri: str) -> MlflowClient:
     configure_client_env()
     from mlflow.tracking import MlflowClient
 
+    from search.tracking._local_store import prepare_local_store
+
+    prepare_local_store(tracking_uri)  # a local store: copied from a migrated template
+
     return MlflowClient(tracking_uri=tracking_uri)
 
 

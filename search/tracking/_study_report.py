@@ -32,10 +32,18 @@ _logger = logging.getLogger("search.tracking")
 
 SKIPPED_TAG = "hpsearch.summary_skipped"
 LOG_X_PARAM = "alpha"
+# The summary's parts: "best" (best_config.toml and the best-trial tag: milliseconds, what a
+# person looks for first), "table" (trials.csv: pandas) and "pictures" (matplotlib and the
+# importances' random forest: seconds, drawn off the command's critical path).
+ALL_PARTS = ("best", "table", "pictures")
 
 
 def study_report_files(
-    study: optuna.Study, metric: str, direction: str, best_config: dict[str, Any]
+    study: optuna.Study,
+    metric: str,
+    direction: str,
+    best_config: dict[str, Any],
+    parts: tuple[str, ...] = ALL_PARTS,
 ) -> tuple[dict[str, bytes | str], dict[str, str]]:
     """The summary's files by artifact path, and what was skipped (name -> reason)."""
     if direction not in ("minimize", "maximize"):
@@ -50,8 +58,12 @@ def study_report_files(
             skipped[name] = describe(exc)
             _logger.warning("study summary: %s skipped: %s", name, skipped[name])
 
-    attempt("trials.csv", lambda: study.trials_dataframe().to_csv(index=False))
-    attempt("best_config.toml", lambda: _best_config_toml(study, metric, best_config))
+    if "table" in parts:
+        attempt("trials.csv", lambda: study.trials_dataframe().to_csv(index=False))
+    if "best" in parts:
+        attempt("best_config.toml", lambda: _best_config_toml(study, metric, best_config))
+    if "pictures" not in parts:
+        return files, skipped
     attempt(
         "plots/optimization_history.png",
         lambda: _plots.optimization_history_png(study, metric, direction),
@@ -83,12 +95,13 @@ def summarize_study(
     metric: str,
     direction: str,
     best_config: dict[str, Any],
+    parts: tuple[str, ...] = ALL_PARTS,
 ) -> list[str]:
     """Upload the summary to the parent run; returns the artifact paths that were stored.
 
     Tracking trouble is logged, not raised: the study's results live in Optuna either way.
     """
-    files, skipped = study_report_files(study, metric, direction, best_config)
+    files, skipped = study_report_files(study, metric, direction, best_config, parts)
     tags: dict[str, str] = {}
     if skipped:
         tags[SKIPPED_TAG] = clean_tag("; ".join(f"{k}: {v}" for k, v in skipped.items()))
@@ -97,7 +110,7 @@ def summarize_study(
         best_number = study.best_trial.number
     except ValueError:
         best_value, best_number = math.nan, -1
-    if best_number >= 0:
+    if best_number >= 0 and "best" in parts:
         tags["best_trial"] = str(best_number)
     ops: list[Op] = batch_ops({}, [], tags) if tags else []
     ops += [artifact_op(path, data) for path, data in files.items()]

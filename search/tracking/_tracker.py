@@ -2,9 +2,20 @@
 
 Requests per trial, when the server is up and the trial is shorter than `flush_interval_s`:
 create_run, one log_batch (params, every epoch's metrics, tags), one PUT per artifact,
-update_run (terminate): five for two artifacts. Longer trials add one log_batch per
-`flush_interval_s`. All of them are sent by background threads (the create while the trial
-trains, the rest after `finish` returned), so the worker's thread never waits on the server.
+update_run (terminate): four with the trial's config.json. Longer trials add one log_batch
+per `flush_interval_s`. One sender thread per worker owns the client and sends every request,
+for any number of runs, in the order they were queued (the create while the trial trains,
+the rest after `finish` returned): ordering comes from the queue, not from locks, and the
+worker's thread never waits on the server. The queue also bounds how far tracking can fall
+behind: a worker waits for its runs' write-ahead spool files (queued behind everything before
+them) when it records a batch of results, so MLflow is at most about one batch behind Optuna.
+
+Why one module: `Tracker` and `TrialRun` share one sender queue, one outbox discipline and
+one spool format; the ordering guarantees hold only across both.
+
+No learning-curve picture per trial: the MLflow UI charts every metric's history natively
+(and compares runs), while drawing one cost ~100 ms of CPU in a helper process and a request
+per trial, more than a tiny trial's whole training.
 
 When the server does not answer, nothing is lost and nothing raises into the trial: unsent
 ops stay in memory while the trial runs and go to the spool at `finish`; the spool is replayed
@@ -16,8 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +49,6 @@ from search.tracking._ops import (
     now_ms,
     terminate_op,
 )
-from search.tracking._plots import learning_curves_png
 from search.tracking._spool import (
     OnRunCreated,
     ReplayedRun,
@@ -54,9 +63,7 @@ from search.tracking._study_run import STUDY_TAG, StudyRunRef
 _logger = logging.getLogger("search.tracking")
 
 DEFAULT_SPOOL_DIR = Path("hpsearch-spool")
-LEARNING_CURVES = "learning_curves.png"
 NONFINITE_TAG = "hpsearch.nonfinite_metrics"
-PLOT_ERROR_TAG = "hpsearch.plot_error"
 FINAL_PREFIX = "final/"
 
 
@@ -75,7 +82,6 @@ class Tracker:
         flush_interval_s: float = 15.0,
         worker: str = "",
         on_run_created: OnRunCreated | None = None,
-        background_finish: bool = True,
     ) -> None:
         if not flush_interval_s > 0:
             raise ValueError(f"`flush_interval_s > 0` must hold, but got {flush_interval_s=}")
@@ -86,27 +92,17 @@ class Tracker:
         self.on_run_created = on_run_created
         self.client = make_client(ref.tracking_uri)
         self.study_name = ref.study_name or self._read_study_name()
-        # `_io_lock` orders all requests (flusher, finish, replay); log_epoch never takes it.
+        # Held by the sender around each job, so that `close` (after the sender stopped) and
+        # the sender never interleave; log_epoch never takes it.
         self._io_lock = threading.Lock()
         self._active: TrialRun | None = None
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
-        # `finish` hands the slow part (drawing the learning curves, the last requests) to one
-        # background thread, so the worker pulls its next trial at once. A write-ahead spool
-        # file, written before `finish` returns, keeps the run's data if the process dies first.
-        self._finisher = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpsearch-mlflow-finish")
-            if background_finish
-            else None
-        )
-        self._painter: ProcessPoolExecutor | None = None
-        # `start_trial` hands the run's creation to its own thread: the trial trains while
-        # the request is on its way (it is not queued behind the previous trial's finish).
-        self._creator = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpsearch-mlflow-create")
-            if background_finish
-            else None
-        )
+        self._closed = False
+        # The one sender: `start_trial` queues the run's creation (the trial trains while it
+        # is on its way), `finish` the run's write-ahead spool file and its last requests,
+        # `submit` anything else, the flusher a long trial's buffered metrics.
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpsearch-mlflow")
 
     def _read_study_name(self) -> str:
         try:
@@ -137,9 +133,7 @@ class Tracker:
                 previous.trial_number,
                 trial_number,
             )
-            previous.wait_created()  # its creation thread must be done with its outbox
-            with self._io_lock:
-                previous._send_outbox()
+            self._sender.submit(self._flush_active, previous)  # what it buffered still goes
         run_name = f"trial-{trial_number}" + (f"-attempt-{attempt}" if attempt > 0 else "")
         run_tags = {clean_key(k): clean_tag(v) for k, v in tags.items()}
         run_tags.update(
@@ -154,19 +148,14 @@ class Tracker:
             }
         )
         run = TrialRun(self, trial_number, attempt, params, create_op(now_ms(), run_tags))
-        if self._creator is not None:
-            run._created = self._creator.submit(self._create, run, on_created)
-        else:
-            self._create(run, on_created)
+        run._created = self._sender.submit(self._create, run, on_created)
         self._active = run
         self._ensure_flusher()
         return run
 
     def _create(self, run: TrialRun, on_created: Callable[[str], None] | None) -> None:
         try:
-            # No io lock: it would queue the create behind the previous trial's finish, and
-            # `finish` waits for the create. Nobody else touches this run's outbox meanwhile
-            # (the flusher skips a run being created; `finish` waits for it).
+            # On the sender, like every request: nobody else touches this run's outbox.
             run._send_outbox()
             run_id = run._target.run_id  # not `run.run_id`: that waits for this very call
             if run_id is not None and on_created is not None:
@@ -175,12 +164,9 @@ class Tracker:
             _logger.exception("creating the MLflow run of trial %s failed", run.trial_number)
 
     def submit(self, fn: Callable[[], None]) -> None:
-        """Run `fn` on the background finishing thread, after the finishes handed to it so
-        far (inline without one). For requests off a trial's critical path; must not raise."""
-        if self._finisher is None:
-            fn()
-        else:
-            self._finisher.submit(fn)
+        """Run `fn` on the sender thread, after every request queued so far. For requests off
+        a trial's critical path; must not raise."""
+        self._sender.submit(fn)
 
     def _ensure_flusher(self) -> None:
         if self._flusher is None or not self._flusher.is_alive():
@@ -196,12 +182,18 @@ class Tracker:
             if run is None or run.finished or not run._creation_done():
                 continue
             try:
-                with self._io_lock:
-                    if not run.finished:
-                        run._flush_buffer()
-                        run._send_outbox()
-            except Exception:  # the flusher must outlive any surprise
-                _logger.exception("background MLflow flush failed")
+                self._sender.submit(self._flush_active, run)  # the sender sends, in order
+            except RuntimeError:  # the sender is shut down: the tracker is closing
+                return
+
+    def _flush_active(self, run: TrialRun) -> None:
+        try:
+            with self._io_lock:
+                if not run.finished:
+                    run._flush_buffer()
+                    run._send_outbox()
+        except Exception:  # the sender must outlive any surprise
+            _logger.exception("background MLflow flush failed")
 
     def replay(self) -> list[ReplayedRun]:
         """Send this server's spooled runs now (the next trial's finish does it too)."""
@@ -210,43 +202,17 @@ class Tracker:
                 self.client, self.ref.tracking_uri, self.spool_dir, self.on_run_created
             )
 
-    def _draw_learning_curves(self, history: list[dict[str, float]]) -> bytes:
-        """Draw in a helper process when finishing in the background.
-
-        matplotlib holds the GIL for ~100 ms per picture: drawn in this process it would stall
-        the training thread (whose steps are Python-bound for small models) while it draws.
-        """
-        if self._finisher is None:
-            return learning_curves_png(history)
-        if self._painter is None:
-            import multiprocessing
-
-            self._painter = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
-            )
-        try:
-            return self._painter.submit(learning_curves_png, history).result(timeout=120)
-        except BrokenProcessPool:
-            self._painter = None
-            return learning_curves_png(history)
-
     def wait_finished(self) -> None:
-        """Block until every `finish` handed to the background thread is done."""
-        if self._finisher is not None:
-            self._finisher.submit(lambda: None).result()
+        """Block until every run finished so far has sent its end (or spooled it)."""
+        self._sender.submit(lambda: None).result()
 
     def close(self) -> None:
         """Finish pending runs, flush what is buffered, replay the spool, stop the threads."""
-        if self._creator is not None:
-            self._creator.shutdown(wait=True)
-            self._creator = None
-        if self._finisher is not None:
-            self._finisher.shutdown(wait=True)
-            self._finisher = None
-        if self._painter is not None:
-            self._painter.shutdown(wait=True)
-            self._painter = None
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
+        self._sender.shutdown(wait=True)
         if self._flusher is not None:
             self._flusher.join(timeout=self.flush_interval_s + 60)
             self._flusher = None
@@ -323,20 +289,22 @@ class TrialRun:
         tags: Mapping[str, str],
         artifacts: Mapping[str, bytes | str] | None = None,
         history: list[dict[str, float]] | None = None,
-    ) -> None:
+    ) -> Future[None]:
         """Send everything left, the artifacts, and end the run with `status`. Never raises
-        for tracking trouble (the trial trained; its result must not depend on MLflow).
+        for tracking trouble (the trial trained; its result must not depend on MLflow), and
+        never waits for the server: the returned future is done once the run's remaining ops
+        are safe in a write-ahead spool file (wait for it before publishing the trial).
 
         `metrics` with a key also logged per epoch are stored as `final/<key>`, so an epoch
         history keeps one point per epoch. `history` epochs never given to `log_epoch` are
-        logged (step: the entry's `epoch`, else its position from 1) and drawn into
-        `learning_curves.png` unless `artifacts` already has one.
+        logged (step: the entry's `epoch`, else its position from 1).
         """
         check_status(status)
-        self.wait_created()  # the write-ahead below must know whether the run exists
         if self.finished:
             _logger.warning("trial %s attempt %s finished twice", self.trial_number, self.attempt)
-            return
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
         ts = now_ms()
         with self._buffer_lock:
             self.finished = True  # the flusher leaves it alone from here
@@ -357,14 +325,34 @@ class TrialRun:
                 self._metrics.append((name, float(value), ts, last_step))
         tags = {clean_key(k): clean_tag(v) for k, v in tags.items()}
         files: dict[str, bytes | str] = dict(artifacts or {})
-        write_ahead = self._write_ahead(status, tags, files)
         if self.tracker._active is self:
             self.tracker._active = None
-        finisher = self.tracker._finisher
-        if finisher is None:
-            self._complete(status, tags, files, history, write_ahead)
-        else:
-            finisher.submit(self._complete, status, tags, files, history, write_ahead)
+        spooled: Future[None] = Future()
+        self.tracker._sender.submit(self._spool_and_send, status, tags, files, spooled)
+        return spooled
+
+    @property
+    def created_id(self) -> str | None:
+        """The run's id if the server has answered its creation (never waits)."""
+        return self._target.run_id
+
+    def _spool_and_send(
+        self,
+        status: str,
+        tags: dict[str, str],
+        files: dict[str, bytes | str],
+        spooled: Future[None],
+    ) -> None:
+        """On the sender, after this run's creation: the write-ahead file (then `spooled` is
+        done: the run's data survives this process), then the requests."""
+        write_ahead = None
+        try:
+            write_ahead = self._write_ahead(status, tags, files)
+        except Exception:  # a background thread must never die silently
+            _logger.exception("spooling the MLflow run of trial %s failed", self.trial_number)
+        finally:
+            spooled.set_result(None)
+        self._complete(status, tags, files, write_ahead)
 
     def _write_ahead(
         self, status: str, tags: dict[str, str], files: dict[str, bytes | str]
@@ -391,17 +379,11 @@ class TrialRun:
         status: str,
         tags: dict[str, str],
         files: dict[str, bytes | str],
-        history: list[dict[str, float]] | None,
         write_ahead: Path | None,
     ) -> None:
-        """The slow half of `finish`: draw, send, spool what the server did not take."""
+        """The slow half of `finish`: send, spool what the server did not take."""
         try:
             extra_tags: dict[str, str] = {}
-            if history and LEARNING_CURVES not in files:
-                try:
-                    files[LEARNING_CURVES] = self.tracker._draw_learning_curves(history)
-                except Exception as exc:
-                    extra_tags[PLOT_ERROR_TAG] = describe(exc)
             with self._buffer_lock:
                 bad = nonfinite_keys(self._metrics)
             if bad:

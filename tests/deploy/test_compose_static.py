@@ -201,7 +201,7 @@ def test_only_loopback_ports_are_published(path: Path) -> None:
         if service.get("network_mode") == "host":
             assert not service.get("ports"), f"`{name}` uses the host network: nothing to publish"
     if path == MAIN_FILE:
-        assert {name for name, _ in published_ports(tree)} == {"postgres", "mlflow"}
+        assert {name for name, _ in published_ports(tree)} == {"postgres", "pgbouncer", "mlflow"}
 
 
 def test_private_network_override_has_no_default_address() -> None:
@@ -270,12 +270,16 @@ def test_image_holds_no_secret() -> None:
 
 def test_services_start_in_a_safe_order() -> None:
     services = load_compose(MAIN_FILE, example_env())["services"]
-    assert set(services) == {"postgres", "mlflow", "create-study", "worker", "worker-cpu"}
+    assert set(services) == {
+        "postgres", "pgbouncer", "mlflow", "create-study", "worker", "worker-cpu"
+    }  # fmt: skip
 
     def waits_for(name: str) -> dict[str, str]:
         return {dep: spec["condition"] for dep, spec in services[name]["depends_on"].items()}
 
     assert waits_for("mlflow") == {"postgres": "service_healthy"}
+    assert waits_for("pgbouncer") == {"postgres": "service_healthy"}
+    assert services["pgbouncer"]["profiles"] == ["proxy"]  # opt-in
     assert waits_for("create-study") == {"postgres": "service_healthy", "mlflow": "service_healthy"}
     for worker in WORKER_SERVICES:
         assert waits_for(worker)["create-study"] == "service_completed_successfully"

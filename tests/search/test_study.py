@@ -11,7 +11,6 @@ import sqlalchemy as sa
 
 from search.errors import InfrastructureError, StudyError
 from search.storage import (
-    BudgetLock,
     Heartbeat,
     absolute_storage_url,
     count_trials,
@@ -226,37 +225,3 @@ def test_sqlite_storage_uses_wal_and_counts_by_state(tmp_path: Path) -> None:
     study.enqueue_trial({})
     counts = count_trials(storage, study._study_id)
     assert (counts.complete, counts.waiting, counts.finished, counts.live) == (1, 1, 1, 2)
-
-
-@pytest.mark.postgres
-def test_budget_lock_excludes_across_connections_on_postgres(postgres_url: str) -> None:
-    first, second = BudgetLock(postgres_url, "s"), BudgetLock(postgres_url, "s")
-    try:
-        with first.held():
-            conn = second._connection()
-            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": second.key})
-            assert got.scalar() is False
-        got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": second.key})
-        assert got.scalar() is True
-    finally:
-        first.close()
-        second.close()
-
-
-def test_budget_lock_excludes_across_processes_on_sqlite(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    url = sqlite_url(tmp_path)
-    lock = BudgetLock(url, "s")
-    code = (
-        "import fcntl, sys; f = open(sys.argv[1], 'a+b');\n"
-        "try:\n fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB); print('got')\n"
-        "except BlockingIOError:\n print('busy')"
-    )
-    lock_file = str(tmp_path / "study.db.lock")
-    with lock.held():
-        held = subprocess.run([sys.executable, "-c", code, lock_file], capture_output=True)
-    free = subprocess.run([sys.executable, "-c", code, lock_file], capture_output=True)
-    lock.close()
-    assert held.stdout.strip() == b"busy" and free.stdout.strip() == b"got"

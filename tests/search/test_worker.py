@@ -220,27 +220,31 @@ def test_a_result_whose_commit_was_acknowledged_late_is_not_written_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A database restart can drop the connection after a commit went through and before the
-    client heard of it (CI saw it in the PostgreSQL-restart scenario). Here every `tell`
-    commits, then raises the error a dropped connection raises: the worker retries, sees its
-    own result already there, and goes on; nothing is written twice, nothing crashes."""
+    client heard of it (CI saw it in the PostgreSQL-restart scenario). Here every write of
+    results commits, then raises the error a dropped connection raises: the worker retries,
+    sees its own results already there, and goes on; nothing is written twice, nothing
+    crashes."""
     import sqlalchemy as sa
 
-    real_tell = optuna.study.Study.tell
+    from search.trial_queue import TrialQueue
+
+    real_record = TrialQueue.record
     dropped: list[int] = []
 
-    def tell_then_drop(self, trial, *args, **kwargs):  # type: ignore[no-untyped-def]
-        frozen = real_tell(self, trial, *args, **kwargs)
-        if trial.number not in dropped:
-            dropped.append(trial.number)
+    def record_then_drop(self, results):  # type: ignore[no-untyped-def]
+        statuses = real_record(self, results)
+        fresh = [r.trial_id for r in results if r.trial_id not in dropped]
+        if fresh:
+            dropped.extend(fresh)
             raise sa.exc.OperationalError("COMMIT", {}, Exception("server closed the connection"))
-        return frozen
+        return statuses
 
-    monkeypatch.setattr(optuna.study.Study, "tell", tell_then_drop)
+    monkeypatch.setattr(TrialQueue, "record", record_then_drop)
     url = _create(tmp_path, "acked", n_trials=3)
     report = run_worker(url, "acked")
-    assert dropped == [0, 1, 2]
-    assert report.trials == [0, 1, 2] and report.outcomes["complete"] == 3
     ts = trials(url, "acked")
+    assert sorted(dropped) == sorted(t._trial_id for t in ts)  # every result was dropped once
+    assert report.trials == [0, 1, 2] and report.outcomes["complete"] == 3
     assert [t.state for t in ts] == [TrialState.COMPLETE] * 3
     assert all(t.user_attrs["outcome"] == "complete" for t in ts)
 
@@ -248,22 +252,25 @@ def test_a_result_whose_commit_was_acknowledged_late_is_not_written_twice(
 def test_a_lost_connection_right_after_ask_leaves_no_orphan_trial(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The first heartbeat of a pulled trial fails as a dropped connection does. Retrying the
-    whole pull would ask a second trial and leave the first RUNNING without a heartbeat, which
-    no worker ever fails as stale: the study would wait forever for a budget it cannot meet."""
+    """The first claim commits, then fails as a dropped connection does. Retrying the claim
+    blindly would claim a second trial and leave the first RUNNING under a live worker that
+    does not know it holds it: nobody would train it until the grace period failed it. The
+    retry takes the trials the lost claim gave it instead."""
     import sqlalchemy as sa
-    from optuna.storages import RDBStorage
 
-    real = RDBStorage.record_heartbeat
+    from search.trial_queue import TrialQueue
+
+    real = TrialQueue.claim
     failed: list[int] = []
 
-    def drop_first(self, trial_id):  # type: ignore[no-untyped-def]
+    def drop_first(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        claim = real(self, *args, **kwargs)
         if not failed:
-            failed.append(trial_id)
+            failed.extend(t.number for t in claim.trials)
             raise sa.exc.OperationalError("UPDATE", {}, Exception("server closed the connection"))
-        return real(self, trial_id)
+        return claim
 
-    monkeypatch.setattr(RDBStorage, "record_heartbeat", drop_first)
+    monkeypatch.setattr(TrialQueue, "claim", drop_first)
     url = _create(tmp_path, "orphan", n_trials=2)
     reports: list = []
     # A daemon: when the bug is back, the stuck worker must not keep pytest from exiting.
@@ -271,5 +278,5 @@ def test_a_lost_connection_right_after_ask_leaves_no_orphan_trial(
     worker.start()
     worker.join(timeout=60)
     assert not worker.is_alive(), f"the worker waits forever: {trials(url, 'orphan')}"
-    assert failed and reports[0].trials == [0, 1]
+    assert failed == [0] and reports[0].trials == [0, 1]
     assert [t.state for t in trials(url, "orphan")] == [TrialState.COMPLETE] * 2

@@ -1,0 +1,362 @@
+"""Throughput: what the service costs around training, side by side with what users write instead.
+
+(a) The README's demo, `hpsearch run` (12 trials of `lesson` on digits, 10 epochs, 2 workers,
+    tracked in the local MLflow store, in a fresh folder) against the ten-line in-process
+    Optuna loop a user would write (one process, in-memory storage, no tracking, the same
+    space, data and epochs). Whole processes, alternated A B A B; the ratio of medians.
+    Target: <= 0.8.
+(b) Tiny trials (`synthetic:200`, 1 epoch, tiers 1) on one PostgreSQL study: trials per second
+    from the first trial's start to the last one's end (process start-up excluded), with 1, 2
+    and 4 worker processes; untracked (target >= 100/s at the best count, >= 1.8x from 1 to 2
+    workers) and tracked by a real `mlflow server` on PostgreSQL (target >= 40/s).
+(c) Service cost per trial, amortized: one in-process worker's span minus its time inside
+    `train()`, over its trials (claim, sampling, heartbeats, telling, tracking hand-off), on
+    SQLite and on PostgreSQL; plain Optuna's ask + tell on the same storage as context.
+    Target: <= 5 ms.
+(d) Start-up: `hpsearch --help` against `optuna --help` (target <= 0.3 s); a worker process
+    from its start to its first trial recorded (one epoch of a tiny trial; an upper bound of
+    "start -> first epoch", target <= 1.5 s).
+
+    .venv/bin/python -m bench.throughput_bench [--quick]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    Row,
+    fresh_postgres_database,
+    is_quick,
+    mlflow_server,
+    row,
+    write_result,
+)
+
+HPSEARCH = str(Path(sys.executable).with_name("hpsearch"))
+OPTUNA = str(Path(sys.executable).with_name("optuna"))
+TINY = {"dataset": "synthetic:200", "epochs": 1, "hidden_units": 16, "hidden_layers": 1,
+        "batch_size": 64, "device": "cpu"}  # fmt: skip
+
+# The loop a user writes instead of hpsearch: same space, data, epochs and trial count.
+IN_PROCESS_LOOP = """
+import optuna, spaces, trainers
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+space = spaces.load_space("lesson")
+base = {"dataset": "digits", "epochs": 10}
+data = trainers.prepare_data(trainers.TrainConfig(**base))
+def objective(trial):
+    config = trainers.TrainConfig.from_dict({**space.suggest(trial, 3), **base})
+    return trainers.train(config, data, lambda epoch, metrics: None).metrics["val_accuracy"]
+optuna.create_study(direction="maximize").optimize(objective, n_trials=12)
+"""
+
+
+def _run(cmd: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        cmd, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True
+    )
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return seconds
+
+
+def _alternate(
+    a: Callable[[], float], b: Callable[[], float], repeats: int
+) -> tuple[list[float], list[float]]:
+    """A B A B ... after one warm-up of each: the pairs share the machine's drift."""
+    a(), b()
+    times_a, times_b = [], []
+    for _ in range(repeats):
+        times_a.append(a())
+        times_b.append(b())
+    return times_a, times_b
+
+
+# --- (a) the demo -------------------------------------------------------------------------------
+
+
+def demo(repeats: int) -> list[Row]:
+    def ours() -> float:
+        with tempfile.TemporaryDirectory(prefix="hpsearch-demo-") as tmp:
+            return _run([HPSEARCH, "run", "--no-progress"], Path(tmp))
+
+    def theirs() -> float:
+        with tempfile.TemporaryDirectory(prefix="hpsearch-loop-") as tmp:
+            return _run([sys.executable, "-c", IN_PROCESS_LOOP], Path(tmp))
+
+    a, b = _alternate(ours, theirs, repeats)
+    ratios = [x / y for x, y in zip(a, b, strict=True)]
+    ratio = statistics.median(ratios)
+    return [
+        row(
+            "README demo (`hpsearch run`, 12 trials, tracked) vs the in-process Optuna loop",
+            statistics.median(a),
+            statistics.median(b),
+            ratio=ratio,
+            unit="s (median wall)",
+            target="<= 0.8x",
+            met=ratio <= 0.8,
+        )
+    ]
+
+
+# --- (b) trials per second ----------------------------------------------------------------------
+
+
+def _create(storage: str, name: str, n_trials: int, tracking_uri: str | None) -> Any:
+    from search.study import StudyRequest, create_study
+
+    request = StudyRequest(
+        name=name,
+        tiers=1,
+        train=dict(TINY),
+        seed=3,
+        n_trials=n_trials,
+        tracking_uri=tracking_uri,
+        no_tracking=tracking_uri is None,
+    )
+    spec, _ = create_study(request.resolve(storage), storage)
+    return spec
+
+
+def _span_rate(storage: str, name: str) -> tuple[float, int]:
+    """Finished trials per second between the first start and the last completion."""
+    import optuna
+
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    done = [t for t in trials if t.state.is_finished() and t.datetime_complete]
+    start = min(t.datetime_start for t in done if t.datetime_start)
+    end = max(t.datetime_complete for t in done if t.datetime_complete)
+    return len(done) / max((end - start).total_seconds(), 1e-6), len(done)
+
+
+def _workers(storage: str, name: str, n: int, env: dict[str, str]) -> None:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "search", "worker", name],
+            env={**os.environ, "HPSEARCH_STORAGE": storage, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(n)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=900)
+        if proc.returncode != 0:
+            raise RuntimeError(f"worker failed ({proc.returncode}): {err.decode()[-2000:]}")
+
+
+def rates(quick: bool) -> tuple[list[Row], dict[str, Any]]:
+    counts = (1, 2) if quick else (1, 2, 4)
+    per_worker = 100 if quick else 400
+    untracked: dict[int, float] = {}
+    tracked: dict[int, float] = {}
+    with fresh_postgres_database("hpsearch_tput") as storage:
+        for n in counts:
+            name = f"tiny-{n}"
+            _create(storage, name, per_worker * n, None)
+            _workers(storage, name, n, {})
+            untracked[n], _ = _span_rate(storage, name)
+        with (
+            fresh_postgres_database("hpsearch_tput_mlflow") as backend,
+            tempfile.TemporaryDirectory() as tmp,
+            mlflow_server(backend, Path(tmp) / "artifacts", workers=2) as uri,
+        ):
+            for n in counts[:2] if quick else counts:
+                name = f"tiny-tracked-{n}"
+                _create(storage, name, (per_worker // 4) * n, uri)
+                _workers(
+                    storage,
+                    name,
+                    n,
+                    {"MLFLOW_TRACKING_URI": uri, "HPSEARCH_SPOOL_DIR": str(Path(tmp) / "spool")},
+                )
+                tracked[n], _ = _span_rate(storage, name)
+    best_n = max(untracked, key=lambda n: untracked[n])
+    scale = untracked[2] / untracked[1]
+    best_tracked = max(tracked.values())
+    rows = [
+        row(f"tiny trials/s, PostgreSQL, untracked, {n} worker(s)", untracked[n], unit="trials/s")
+        for n in counts
+    ]
+    rows.append(
+        row(
+            "tiny trials/s, untracked, best worker count",
+            untracked[best_n],
+            unit="trials/s",
+            target=">= 100/s",
+            met=untracked[best_n] >= 100,
+        )
+    )
+    rows.append(
+        row(
+            "scaling 1 -> 2 workers, untracked",
+            scale,
+            unit="x",
+            target=">= 1.8x",
+            met=scale >= 1.8,
+            auto_ratio=False,
+        )
+    )
+    rows += [
+        row(
+            f"tiny trials/s, PostgreSQL, tracked (MLflow server), {n} worker(s)",
+            tracked[n],
+            unit="trials/s",
+        )
+        for n in tracked
+    ]
+    rows.append(
+        row(
+            "tiny trials/s, tracked, best worker count",
+            best_tracked,
+            unit="trials/s",
+            target=">= 40/s",
+            met=best_tracked >= 40,
+        )
+    )
+    return rows, {"untracked": untracked, "tracked": tracked, "trials_per_worker": per_worker}
+
+
+# --- (c) service cost per trial -----------------------------------------------------------------
+
+
+def _service_ms(storage: str, name: str, n_trials: int) -> float:
+    from search.worker import run_worker
+
+    _create(storage, name, n_trials, None)
+    start = time.perf_counter()
+    report = run_worker(storage, name)
+    span = time.perf_counter() - start
+    inside = sum(t.train_s for t in report.timings)
+    return 1000 * (span - inside) / max(1, len(report.trials))
+
+
+def _optuna_ask_tell_ms(storage: str, n_trials: int) -> float:
+    import optuna
+
+    from spaces import load_space
+
+    space = load_space("lesson")
+    study = optuna.create_study(storage=storage, study_name=f"plain-{time.time_ns()}")
+    start = time.perf_counter()
+    for _ in range(n_trials):
+        trial = study.ask()
+        space.suggest(trial, 1)
+        study.tell(trial, 0.5)
+    return 1000 * (time.perf_counter() - start) / n_trials
+
+
+def service_cost(quick: bool) -> list[Row]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    n = 100 if quick else 400
+    out = []
+    with tempfile.TemporaryDirectory() as tmp, fresh_postgres_database("hpsearch_cost") as pg:
+        sqlite = f"sqlite:///{tmp}/cost.db"
+        for label, storage in (("SQLite", sqlite), ("PostgreSQL", pg)):
+            ours = _service_ms(storage, f"cost-{label}", n)
+            theirs = _optuna_ask_tell_ms(storage, min(n, 100))
+            out.append(
+                row(
+                    f"service cost per trial, {label} (vs plain Optuna ask + tell there)",
+                    ours,
+                    theirs,
+                    unit="ms",
+                    target="<= 5 ms",
+                    met=ours <= 5.0,
+                )
+            )
+    return out
+
+
+# --- (d) start-up -------------------------------------------------------------------------------
+
+
+def startup(repeats: int) -> list[Row]:
+    here = Path.cwd()
+    a, b = _alternate(
+        lambda: _run([HPSEARCH, "--help"], here), lambda: _run([OPTUNA, "--help"], here), repeats
+    )
+    help_s = statistics.median(a)
+    rows = [
+        row(
+            "`hpsearch --help` vs `optuna --help`",
+            help_s,
+            statistics.median(b),
+            unit="s (median wall)",
+            target="<= 0.3 s",
+            met=help_s <= 0.3,
+        )
+    ]
+    firsts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = f"sqlite:///{tmp}/start.db"
+        for i in range(repeats):
+            name = f"start-{i}"
+            _create(storage, name, 1, None)
+            began = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            _workers(storage, name, 1, {})
+            import optuna
+
+            (trial,) = optuna.load_study(study_name=name, storage=storage).get_trials()
+            assert trial.datetime_complete is not None
+            # Optuna returns local naive datetimes; compare in UTC.
+            done = trial.datetime_complete.astimezone(dt.UTC).replace(tzinfo=None)
+            firsts.append((done - began).total_seconds())
+    first = statistics.median(firsts)
+    rows.append(
+        row(
+            "worker process start -> its first (1-epoch) trial recorded",
+            first,
+            unit="s",
+            target="<= 1.5 s",
+            met=first <= 1.5,
+        )
+    )
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    quick = is_quick(argv)
+    repeats = 1 if quick else 3
+    started = time.perf_counter()
+    rows: list[Row] = []
+    rows += startup(repeats)
+    rows += service_cost(quick)
+    rate_rows, detail = rates(quick)
+    rows += rate_rows
+    rows += demo(repeats)
+    notes = [
+        "(a) whole processes in fresh folders, alternated; ratio = median of the pairs' ratios",
+        "(b) span = first trial start .. last trial end, from the trials' own timestamps",
+        "(c) one in-process worker: (its wall span - time inside train()) / trials",
+        f"took {time.perf_counter() - started:.0f} s",
+    ]
+    path = write_result(
+        "throughput", rows, notes=notes, settings={"quick": quick, "tiny": TINY}, extra=detail
+    )
+    for r in rows:
+        print(
+            f"{r['what']}: {r['ours']} {r['unit']} (theirs {r['theirs']}, target {r['target']},"
+            f" met {r['met']})"
+        )
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
