@@ -133,11 +133,16 @@ def test_an_idle_worker_holds_at_most_one_connection(small_cluster: str, tmp_pat
         "SELECT application_name, count(*) FROM pg_stat_activity "
         "WHERE application_name LIKE 'hpsearch-worker:%' GROUP BY application_name"
     )
+    running = sa.text("SELECT count(*) FROM trials WHERE state = 'RUNNING'")
+
+    def started() -> bool:
+        # One engine for every poll: `trials()` opens a storage a call, and this cluster has
+        # only MAX_CONNECTIONS to give.
+        with engine.connect() as conn:
+            return bool(conn.execute(running).scalar())
+
     try:
-        wait_for(
-            lambda: any(t.state == TrialState.RUNNING for t in trials(small_cluster, "idle")),
-            120, "the trial to start",
-        )  # fmt: skip
+        wait_for(started, 120, "the trial to start")
         samples: list[dict[str, int]] = []
         for _ in range(10):
             with engine.connect() as conn:
