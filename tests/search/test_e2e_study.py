@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from search.study import create_study, load_spec
 from search.worker import run_worker
 from tests.conftest import MlflowServer
-from tests.search.test_study_support import (
+from tests.support.study import (
     REPO,
     WILD_SPACE,
     finished,

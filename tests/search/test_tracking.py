@@ -24,7 +24,7 @@ from search.tracking import (
 from tests.conftest import MlflowServer, sqlite_mlflow_server
 
 # Each module starts its own `mlflow server` (seconds to tens of seconds on a busy machine).
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.mlflow_server]  # a module-scoped server
 
 EPOCHS = 20
 SECRET = "s3cretPW"

@@ -19,7 +19,7 @@ from search.tracking import (
 )
 from tests.conftest import MlflowServer, sqlite_mlflow_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.mlflow_server]  # a module-scoped server
 
 EPOCHS = 20
 KEYS = ("train_loss", "val_loss", "val_accuracy", "grad_norm/0")

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from search.outcomes import Outcome, is_infrastructure_fault, value_outcome
 from search.study import create_study
 from search.worker import run_worker
-from tests.search.test_study_support import (
+from tests.support.study import (
     WILD_SPACE,
     finished,
     logs,

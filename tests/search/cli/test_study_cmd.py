@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from search.cli import main
-from tests.search.test_study_support import TINY_SPACE
+from tests.support.study import TINY_SPACE
 
 
 @pytest.fixture
