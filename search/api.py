@@ -34,6 +34,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import StudyError
+from search.optuna_internals import study_storage
 from search.runner import RunOutcome
 from search.storage import (
     TrialCounts,
@@ -47,13 +48,13 @@ from search.study import (
     SPEC_ATTR,
     StudyRequest,
     StudySpec,
-    dump_toml,
     load_spec,
     read_study_file,
     worker_tracking_uri,
 )
 from search.study import create_study as _create_study
 from search.worker import WorkerReport
+from spaces.toml_text import dump_toml
 
 __all__ = [
     "StudyRequest",
@@ -175,10 +176,10 @@ def summarize(
     finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
     if finished < spec.n_trials and not force:
         return []  # not over yet: a resumed run summarizes at its end
-    storage, study_id = study._storage, study._study_id
-    if storage.get_study_system_attrs(study_id).get(SUMMARIZED_ATTR) and not force:
+    backend, study_id = study_storage(study)
+    if backend.get_study_system_attrs(study_id).get(SUMMARIZED_ATTR) and not force:
         return []
-    storage.set_study_system_attr(study_id, SUMMARIZED_ATTR, True)
+    backend.set_study_system_attr(study_id, SUMMARIZED_ATTR, True)
     uri = worker_tracking_uri(
         spec.tracking_uri, tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     )

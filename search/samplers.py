@@ -71,7 +71,9 @@ class KeyedRandomSampler(BaseSampler):
 
     def __init__(self, seed: int | None = None) -> None:
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy % 2**63)
+            entropy = np.random.SeedSequence().entropy  # an int when none is given
+            assert isinstance(entropy, int)
+            seed = entropy % 2**63
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SpaceError(f"`seed` must be an integer >= 0, but got {seed=!r}")
         self.seed = seed
@@ -134,7 +136,7 @@ class KeyedSobolSampler(KeyedRandomSampler):
         with warnings.catch_warnings():
             # Scipy warns that balance needs 2^m points; trials arrive one at a time by design.
             warnings.simplefilter("ignore", UserWarning)
-            point = engine.random(1)[0]
+            point: np.ndarray = engine.random(1)[0]
         self._points[trial_number] = point
         if len(self._points) > self._CACHE_SIZE:
             self._points.popitem(last=False)

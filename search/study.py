@@ -435,7 +435,9 @@ def create_study(spec: StudySpec, storage_url: str) -> tuple[StudySpec, bool]:
             )
         try:
             study = optuna.create_study(
-                storage=storage, study_name=spec.name, direction=spec.direction
+                storage=storage,
+                study_name=spec.name,
+                direction=optuna.study.StudyDirection[spec.direction.upper()],  # validated
             )
         except optuna.exceptions.DuplicatedStudyError:
             # Another process created it between our look and our create: join its spec.

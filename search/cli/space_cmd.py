@@ -15,7 +15,7 @@ from typing import Any
 from spaces import load_space
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "space",
         help="show, validate or sample a search space",

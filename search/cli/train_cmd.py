@@ -22,7 +22,7 @@ from trainers.config import field_types
 EXIT_DIVERGED = 3
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "train",
         help="train one configuration and print its metrics",
