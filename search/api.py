@@ -252,7 +252,7 @@ def study_status(storage: str | None = None, name: str | None = None) -> list[St
             if SPEC_ATTR not in summary.user_attrs:
                 continue
             spec = StudySpec.from_json(summary.user_attrs[SPEC_ATTR])
-            study_id = summary._study_id
+            study_id = rdb.get_study_id_from_name(summary.study_name)
             finished = rdb.get_all_trials(
                 study_id, deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
             )

@@ -81,10 +81,6 @@ class StudySpec:
     def heartbeat(self) -> Heartbeat:
         return Heartbeat(self.heartbeat_interval_s, self.grace_period_s)
 
-    @property
-    def tracking(self) -> bool:
-        return self.tracking_uri is not None
-
     def to_json(self) -> dict[str, Any]:
         return {"version": SPEC_VERSION, **dataclasses.asdict(self)}
 
