@@ -10,6 +10,7 @@ top-level name is mapped to the distribution that installs it (`sklearn` -> scik
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import re
 import sys
@@ -30,6 +31,16 @@ PARTS = {
     "tests": ("dev",),
     "bench": ("dev", "bench"),
 }
+
+
+@functools.cache
+def distributions() -> dict[str, set[str]]:
+    """Top-level import name -> the (normalized) distributions that install it (reads every
+    installed package's metadata: once per session)."""
+    return {
+        name: {_normalize(d) for d in dists}
+        for name, dists in importlib.metadata.packages_distributions().items()
+    }
 
 
 def _normalize(name: str) -> str:
@@ -73,12 +84,11 @@ def third_party(roots: dict[str, str]) -> dict[str, str]:
 
 @pytest.mark.parametrize("part", sorted(PARTS))
 def test_every_third_party_import_is_declared(part: str) -> None:
-    distributions = importlib.metadata.packages_distributions()
     allowed = declared(PARTS[part])
     undeclared = []
     for name, where in sorted(third_party(imported_roots(REPO / part)).items()):
         # Not installed here (an extra this environment lacks): its name is the best guess.
-        installing = {_normalize(d) for d in distributions.get(name, [])} or {_normalize(name)}
+        installing = distributions().get(name) or {_normalize(name)}
         if not installing & allowed:
             undeclared.append(f"{where}: `import {name}` ({', '.join(sorted(installing))})")
     assert not undeclared, f"imported by {part}/ but not declared in pyproject.toml: {undeclared}"
@@ -93,8 +103,7 @@ def test_the_check_sees_lazy_imports_and_maps_import_names_to_distributions(
     )
     roots = third_party(imported_roots(tmp_path, base=tmp_path))
     assert roots == {"sklearn": "m.py:2", "yaml": "m.py:5"}
-    distributions = importlib.metadata.packages_distributions()
-    assert "scikit-learn" in {_normalize(d) for d in distributions["sklearn"]}
-    assert "pyyaml" in {_normalize(d) for d in distributions["yaml"]}
+    assert "scikit-learn" in distributions()["sklearn"]
+    assert "pyyaml" in distributions()["yaml"]
     assert "pyyaml" not in declared(())  # a test-only dependency: the dev extra's
     assert "pyyaml" in declared(("dev",))
