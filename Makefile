@@ -1,12 +1,15 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    create .venv, install hpsearch, run a small study on the embedded default (SQLite)
 #   make test   create .venv, install hpsearch with dev extras, run the whole test suite
+# While developing:
+#   make check  lint, types and the fast tier of the tests (`-m "not slow"`): a few minutes
+#   make lint   ruff (rules and format) and mypy
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench ui clean
+.PHONY: run test check lint bench ui clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,11 +21,17 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/hpsearch run
 
+# The whole suite, as CI runs it (`.ci/run`); the 20 slowest tests are listed at the end.
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=20 $(PYTEST_ARGS)
+
+check: lint
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,bench]'

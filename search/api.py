@@ -36,6 +36,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import StudyError
+from search.optuna_internals import study_storage
 from search.runner import RunOutcome
 from search.storage import (
     TrialCounts,
@@ -49,7 +50,6 @@ from search.study import (
     SPEC_ATTR,
     StudyRequest,
     StudySpec,
-    dump_toml,
     load_spec,
     read_study_file,
     worker_tracking_uri,
@@ -57,6 +57,7 @@ from search.study import (
 from search.study import create_study as _create_study
 from search.summary import summarize, summarize_later
 from search.worker import WorkerReport
+from spaces.toml_text import dump_toml
 
 __all__ = [
     "StudyRequest",
@@ -208,7 +209,7 @@ def study_status(storage: str | None = None, name: str | None = None) -> list[St
             if SPEC_ATTR not in summary.user_attrs:
                 continue
             spec = StudySpec.from_json(summary.user_attrs[SPEC_ATTR])
-            study_id = summary._study_id
+            study_id = rdb.get_study_id_from_name(summary.study_name)
             finished = rdb.get_all_trials(
                 study_id, deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
             )

@@ -51,10 +51,6 @@ class Outcome(StrEnum):
             Outcome.PRUNED: "KILLED",
         }.get(self, "FAILED")
 
-    @property
-    def counts_toward_budget(self) -> bool:
-        return self in (Outcome.COMPLETE, Outcome.PRUNED, Outcome.DIVERGED)
-
 
 # Names rather than classes: torch.cuda.OutOfMemoryError is missing on some builds, and
 # driver errors arrive as plain RuntimeErrors whose message is the only clue.

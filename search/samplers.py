@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections import OrderedDict
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
-from optuna._transform import _SearchSpaceTransform
+import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler, BruteForceSampler, GridSampler, TPESampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial
 
+from search.optuna_internals import SearchSpaceTransform
 from spaces import GRID_REFUSAL, Space, SpaceError, check_sampler_name
 
 
@@ -62,13 +63,16 @@ def stable_hash(text: str) -> int:
 class KeyedRandomSampler(BaseSampler):
     """Independent uniform sampling (like `RandomSampler`), keyed by (seed, trial number, name).
 
-    Log scales and integer steps are handled by Optuna's own `_SearchSpaceTransform`, exactly as
+    Log scales and integer steps are handled by Optuna's own `_SearchSpaceTransform`
+    (through `search.optuna_internals`), exactly as
     `RandomSampler` does: a uniform draw in the transformed bounds, then `untransform`.
     """
 
     def __init__(self, seed: int | None = None) -> None:
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy % 2**63)
+            entropy = np.random.SeedSequence().entropy  # an int when none is given
+            assert isinstance(entropy, int)
+            seed = entropy % 2**63
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SpaceError(f"`seed` must be an integer >= 0, but got {seed=!r}")
         self.seed = seed
@@ -99,7 +103,7 @@ class KeyedRandomSampler(BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
-        trans = _SearchSpaceTransform({param_name: param_distribution})
+        trans = SearchSpaceTransform({param_name: param_distribution})
         rng = self.rng_for(trial.number, param_name)
         trans_params = rng.uniform(trans.bounds[:, 0], trans.bounds[:, 1])
         return trans.untransform(trans_params)[param_name]
@@ -133,7 +137,7 @@ class KeyedSobolSampler(KeyedRandomSampler):
         with warnings.catch_warnings():
             # Scipy warns that balance needs 2^m points; trials arrive one at a time by design.
             warnings.simplefilter("ignore", UserWarning)
-            point = engine.random(1)[0]
+            point: np.ndarray = engine.random(1)[0]
         self._points[trial_number] = point
         if len(self._points) > self._CACHE_SIZE:
             self._points.popitem(last=False)
@@ -153,15 +157,45 @@ class KeyedSobolSampler(KeyedRandomSampler):
         if isinstance(param_distribution, CategoricalDistribution):
             choices = param_distribution.choices
             return choices[min(int(u * len(choices)), len(choices) - 1)]
-        trans = _SearchSpaceTransform({param_name: param_distribution})
+        trans = SearchSpaceTransform({param_name: param_distribution})
         low, high = trans.bounds[0]
         return trans.untransform(np.array([low + u * (high - low)]))[param_name]
 
 
+class DrawnTrial(TypedDict):
+    number: int
+    params: dict[str, Any]  # what the sampler drew, by drawn name (e.g. one_minus_beta)
+    config: dict[str, Any]  # the TrainConfig fields those values give (e.g. beta)
+
+
+def draw(space: Space, n: int, seed: int, tiers: int, sampler: str) -> list[DrawnTrial]:
+    """The first `n` trials a study with this sampler and seed would run, without training.
+
+    Sampled like a study samples: an in-memory study, `ask`, `space.suggest`, `tell`.
+    """
+    study_sampler = make_sampler(sampler, seed, space)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
+    try:
+        study = optuna.create_study(sampler=study_sampler)
+        out: list[DrawnTrial] = []
+        for _ in range(n):
+            trial = study.ask()
+            config = space.suggest(trial, tiers=tiers)
+            # Told as pruned (no objective here): the trial is closed and numbers advance.
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            out.append({"number": trial.number, "params": dict(trial.params), "config": config})
+        return out
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
 __all__ = [
+    "DrawnTrial",
     "KeyedRandomSampler",
     "KeyedSobolSampler",
     "check_sampler",
+    "draw",
     "make_sampler",
     "stable_hash",
 ]

@@ -84,10 +84,6 @@ class StudySpec:
     def heartbeat(self) -> Heartbeat:
         return Heartbeat(self.heartbeat_interval_s, self.grace_period_s)
 
-    @property
-    def tracking(self) -> bool:
-        return self.tracking_uri is not None
-
     def to_json(self) -> dict[str, Any]:
         return {"version": SPEC_VERSION, **dataclasses.asdict(self)}
 
@@ -438,7 +434,9 @@ def create_study(spec: StudySpec, storage_url: str) -> tuple[StudySpec, bool]:
             )
         try:
             study = optuna.create_study(
-                storage=storage, study_name=spec.name, direction=spec.direction
+                storage=storage,
+                study_name=spec.name,
+                direction=optuna.study.StudyDirection[spec.direction.upper()],  # validated
             )
         except optuna.exceptions.DuplicatedStudyError:
             # Another process created it between our look and our create: join its spec.

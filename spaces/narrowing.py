@@ -16,6 +16,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from optuna.distributions import FloatDistribution, IntDistribution
+
 from spaces.errors import SpaceError
 from spaces.param import Param
 from spaces.space import Space
@@ -112,6 +114,7 @@ def _narrow_param(
         )
 
     dist = p.distribution()
+    assert isinstance(dist, FloatDistribution | IntDistribution)  # not categorical (above)
     lo_s, hi_s = p.on_scale(dist.low), p.on_scale(dist.high)
     xs = [p.on_scale(float(d)) for d in drawn]
     spread = max(xs) - min(xs)

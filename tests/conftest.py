@@ -1,69 +1,78 @@
-"""Fixtures for real components: a fresh PostgreSQL database, a real `mlflow server` process."""
+"""Fixtures for real components: a fresh PostgreSQL database, real `mlflow server` processes.
+
+The helpers behind them live in tests/support/. Each test is marked from the fixtures it uses
+(tests/support/markers.py), so `pytest -m "not slow"` and `-m "not postgres"` select what they
+say.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
 
-PG_HOST = os.environ.get("HPSEARCH_TEST_PG_HOST", "127.0.0.1")
-PG_PORT = int(os.environ.get("HPSEARCH_TEST_PG_PORT", "5432"))
-PG_USER = os.environ.get("HPSEARCH_TEST_PG_USER", "postgres")
+from spaces import Space, load_space
+from tests.support import markers
+from tests.support.mlflow_server import MlflowServer, free_port, sqlite_mlflow_server
+from tests.support.postgres import (
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    pg_admin,
+    pg_url,
+    postgres_available,
+    skip_or_fail_without_postgres,
+)
+
+# Imported from here by tests/faults, tests/search/test_tracking*.py and bench/ (older names).
+_pg_admin = pg_admin
+_postgres_available = postgres_available
+__all__ = [
+    "PG_HOST",
+    "PG_PORT",
+    "PG_USER",
+    "MlflowServer",
+    "_pg_admin",
+    "_postgres_available",
+    "free_port",
+    "pg_url",
+    "sqlite_mlflow_server",
+]
 
 
-def pg_url(database: str) -> str:
-    return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    markers.mark_from_fixtures(items)
 
 
-def _pg_admin(sql: str) -> None:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(pg_url("postgres"), isolation_level="AUTOCOMMIT")
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
+    markers.enter(item)
     try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(sql))
+        yield
     finally:
-        engine.dispose()
-
-
-def _postgres_available() -> bool:
-    try:
-        with socket.create_connection((PG_HOST, PG_PORT), timeout=2):
-            return True
-    except OSError:
-        return False
+        markers.leave()
 
 
 @pytest.fixture
-def postgres_db() -> Callable[[], str]:
+def postgres_db() -> Iterator[Callable[[], str]]:
     """A factory of fresh, empty PostgreSQL databases (dropped after the test); returns URLs.
 
     Fails (not skips) when CI says PostgreSQL must be there: HPSEARCH_REQUIRE_POSTGRES=1.
     """
-    if not _postgres_available():
-        if os.environ.get("HPSEARCH_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required but not reachable on {PG_HOST}:{PG_PORT}")
-        pytest.skip(f"no PostgreSQL on {PG_HOST}:{PG_PORT}")
+    skip_or_fail_without_postgres()
     created: list[str] = []
 
     def make() -> str:
         name = f"hpsearch_test_{uuid.uuid4().hex[:12]}"
-        _pg_admin(f'CREATE DATABASE "{name}"')
+        pg_admin(f'CREATE DATABASE "{name}"')
         created.append(name)
         return pg_url(name)
 
     yield make
     for name in created:
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -72,83 +81,24 @@ def postgres_url(postgres_db: Callable[[], str]) -> str:
     return postgres_db()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def mlflow_executable() -> str:
-    exe = Path(sys.executable).with_name("mlflow")
-    return str(exe) if exe.exists() else (shutil.which("mlflow") or "mlflow")
-
-
-class MlflowServer:
-    """A real `mlflow server` process on loopback; `stop()` and `start()` for fault tests."""
-
-    def __init__(self, backend_uri: str, artifacts: Path, workers: int = 1) -> None:
-        self.backend_uri = backend_uri
-        self.artifacts = artifacts
-        self.workers = workers
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = artifacts.parent / f"mlflow-server-{self.port}.log"
-
-    def start(self, timeout: float = 90.0) -> None:
-        cmd = [
-            mlflow_executable(), "server",
-            "--backend-store-uri", self.backend_uri,
-            "--artifacts-destination", str(self.artifacts),
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--workers", str(self.workers),
-        ]  # fmt: skip
-        env = {
-            **os.environ,
-            "MLFLOW_SERVER_DISABLE_SECURITY_MIDDLEWARE": "false",
-            # MLflow 3's GenAI job runner (a huey consumer per job type, 5+ processes): hpsearch
-            # uses none of its jobs, and on 2 cores they cost more than the tests themselves.
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        }
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {self.log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"mlflow server did not come up: {self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            import signal
-
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
-
-
 @pytest.fixture
 def mlflow_server_factory(tmp_path: Path) -> Iterator[Callable[..., MlflowServer]]:
-    """Start real `mlflow server` processes: `factory(backend_uri, workers=1)`."""
+    """Start real `mlflow server` processes, each the test's own:
+    `factory(backend_uri=None, workers=1, artifacts=None)`.
+
+    `artifacts`: the artifact root to serve (default: a fresh folder); a test may pass one that
+    refuses writes.
+    """
     servers: list[MlflowServer] = []
 
-    def start(backend_uri: str | None = None, workers: int = 1) -> MlflowServer:
+    def start(
+        backend_uri: str | None = None, workers: int = 1, artifacts: Path | None = None
+    ) -> MlflowServer:
         backend = backend_uri or f"sqlite:///{tmp_path / f'mlflow-{len(servers)}.db'}"
-        artifacts = tmp_path / f"mlartifacts-{len(servers)}"
-        artifacts.mkdir()
-        server = MlflowServer(backend, artifacts, workers=workers)
+        if artifacts is None:
+            artifacts = tmp_path / f"mlartifacts-{len(servers)}"
+            artifacts.mkdir()
+        server = MlflowServer(backend, artifacts, workers=workers, log_dir=tmp_path)
         servers.append(server)
         server.start()
         return server
@@ -166,14 +116,7 @@ def mlflow_server(
     return mlflow_server_factory(postgres_db())
 
 
-def sqlite_mlflow_server(
-    tmp_path_factory: pytest.TempPathFactory, name: str = "mlflow"
-) -> Iterator[MlflowServer]:
-    """A module-scoped `mlflow server` on SQLite (use from a `scope="module"` fixture):
-    starting one takes seconds, so a module's tests share it with distinct studies."""
-    root = tmp_path_factory.mktemp(name)
-    (root / "artifacts").mkdir()
-    srv = MlflowServer(f"sqlite:///{root / 'mlflow.db'}", root / "artifacts")
-    srv.start()
-    yield srv
-    srv.stop()
+@pytest.fixture(scope="session")
+def lesson() -> Space:
+    """The built-in `lesson` space."""
+    return load_space("lesson")

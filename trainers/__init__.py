@@ -10,10 +10,17 @@ retrain_data = data.merged_train_val()           # train on train+val, "validate
 ```
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainers.config import TrainConfig
 from trainers.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # the real names, for type checkers; at run time they load lazily (below)
+    from trainers.data import DataCache, DeviceData, prepare_data
+    from trainers.device import resolve_device
+    from trainers.loop import train
+    from trainers.result import TrainResult, default_metric
+    from trainers.schedules import learning_rate
 
 # Loaded on first use (PEP 562): `spaces` reads `trainers.config` to validate field names, and
 # must not pay for (or depend on) importing torch.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 Task = Literal["auto", "classification", "regression"]
@@ -73,8 +73,6 @@ class TrainConfig:
     seed: int = 0  # weights and mini-batch order; the same seed on CPU gives the same bits
     device: str = "auto"  # auto (CUDA when available) | cpu | cuda | cuda:N
 
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
     def __post_init__(self) -> None:
         # Coerce TOML/CLI friendly forms once, so every consumer sees one type.
         if isinstance(self.decay_milestones, list):
@@ -84,7 +82,6 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """One flat dict: logged in one call, stored with a trial, accepted by `from_dict`."""
         out = dataclasses.asdict(self)
-        out.pop("extra")
         out["decay_milestones"] = list(self.decay_milestones)
         return out
 
@@ -104,15 +101,13 @@ class TrainConfig:
 
 
 def field_names() -> set[str]:
-    return {f.name for f in dataclasses.fields(TrainConfig)} - {"extra"}
+    return {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def field_types() -> dict[str, type]:
     """The Python type a field's value must have (for space validation and CLI parsing)."""
     types: dict[str, type] = {}
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "extra":
-            continue
         default = f.default
         types[f.name] = str if default is None else type(default)
     return types

@@ -12,7 +12,6 @@ validation split, and the rest the training split.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -57,7 +56,7 @@ class DeviceData:
     _raw: RawDataset = field(repr=False)
     _splits: tuple[np.ndarray, np.ndarray, np.ndarray] = field(repr=False)
     _settings: tuple[str, bool] = field(repr=False)  # (normalization, standardize_target)
-    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
+    _memo: dict[str, DeviceData] = field(default_factory=dict, repr=False)  # "merged"
 
     @property
     def n_features(self) -> int:

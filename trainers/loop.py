@@ -29,8 +29,9 @@ from trainers.config import TrainConfig
 from trainers.data import DeviceData
 from trainers.model import MLP, build_mlp
 from trainers.optimizers import LessonOptimizer
-from trainers.result import TrainResult, default_metric
+from trainers.result import TrainOutcome, TrainResult, default_metric
 from trainers.schedules import learning_rate
+from trainers.torch_internals import foreach_norm
 
 Report = Callable[[int, dict[str, float]], bool | None]
 EVAL_CHUNK = 65_536  # validation rows per forward pass (bounds memory on large datasets)
@@ -65,7 +66,8 @@ def train(config: TrainConfig, data: DeviceData, report: Report | None = None) -
 
     history: list[dict[str, float]] = []
     flags: list[str] = []
-    outcome, reason = "complete", None
+    outcome: TrainOutcome = "complete"
+    reason: str | None = None
     best_value, best_epoch = -math.inf if direction == "maximize" else math.inf, 0
 
     for epoch in range(config.epochs):
@@ -88,9 +90,7 @@ def train(config: TrainConfig, data: DeviceData, report: Report | None = None) -
                 loss_sum.add_(torch.vdot(diff.view(-1), diff.view(-1)), alpha=inv_size)
                 grad_out = diff.mul_(2.0 * inv_size)  # d(mean squared error)/d(output)
             model.backward(grad_out, activations)
-            torch.fmax(
-                max_norms, torch.stack(torch._foreach_norm(model.layer_grads)), out=max_norms
-            )
+            torch.fmax(max_norms, torch.stack(foreach_norm(model.layer_grads)), out=max_norms)
             optimizer.step()
 
         metrics = _epoch_values(model, data, loss_sum / len(inv_sizes), max_norms, lr)
@@ -123,7 +123,7 @@ def train(config: TrainConfig, data: DeviceData, report: Report | None = None) -
     if config.early_stopping_patience and outcome == "complete" and best_epoch:
         final = history[best_epoch - 1]
     return TrainResult(
-        outcome=outcome,  # type: ignore[arg-type]
+        outcome=outcome,
         reason=reason,
         metrics={k: v for k, v in final.items() if k != "epoch"},
         history=history,

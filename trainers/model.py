@@ -15,27 +15,27 @@ contiguous view holding both (its norm is "the gradient norm of layer i").
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
 from trainers.config import TrainConfig
+from trainers.torch_internals import relu_backward, sigmoid_backward, tanh_backward
 
-_FORWARD = {
+Activation = Callable[[torch.Tensor], torch.Tensor]
+ActivationBackward = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+_FORWARD: dict[str, Activation] = {
     "relu": torch.Tensor.relu_,
     "tanh": torch.Tensor.tanh_,
     "sigmoid": torch.Tensor.sigmoid_,
 }
 
-
-def _relu_backward(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    return torch.ops.aten.threshold_backward(grad, out, 0)
-
-
 # Each takes (gradient w.r.t. the activation's output, the activation's output).
-_BACKWARD = {
-    "relu": _relu_backward,
-    "tanh": torch.ops.aten.tanh_backward,
-    "sigmoid": torch.ops.aten.sigmoid_backward,
+_BACKWARD: dict[str, ActivationBackward] = {
+    "relu": relu_backward,
+    "tanh": tanh_backward,
+    "sigmoid": sigmoid_backward,
 }
 
 

@@ -6,7 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Outcome = Literal["complete", "diverged", "pruned"]
+# How one training run ended. (A trial's outcome, in `search`, has two more: infra and error.)
+TrainOutcome = Literal["complete", "diverged", "pruned"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class TrainResult:
     - flags: health notes, e.g. "vanishing_gradients", "exploding_gradients", "early_stopped".
     """
 
-    outcome: Outcome
+    outcome: TrainOutcome
     reason: str | None
     metrics: dict[str, float]
     history: list[dict[str, float]]

@@ -12,11 +12,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from spaces import Space
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "space",
         help="show, validate or sample a search space",
@@ -75,6 +73,7 @@ def validate_space(args: argparse.Namespace) -> int:
 
 
 def sample_space(args: argparse.Namespace) -> int:
+    from search.samplers import draw  # imported here: `hpsearch --help` stays fast (optuna)
     from spaces import load_space
 
     space = load_space(args.space)
@@ -93,29 +92,6 @@ def sample_space(args: argparse.Namespace) -> int:
         rows += [[str(t["number"]), *(_fmt(t["config"][n]) for n in searched)] for t in trials]
         _print_table(rows)
     return 0
-
-
-def draw(space: Space, n: int, seed: int, tiers: int, sampler: str) -> list[dict[str, Any]]:
-    """Sample like a study would: an in-memory study, `ask`, `space.suggest`, `tell`."""
-    import optuna  # imported here: `hpsearch --help` stays fast
-
-    from search.samplers import make_sampler
-
-    study_sampler = make_sampler(sampler, seed, space)
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line
-    try:
-        study = optuna.create_study(sampler=study_sampler)
-        out = []
-        for _ in range(n):
-            trial = study.ask()
-            config = space.suggest(trial, tiers=tiers)
-            # Told as pruned (no objective here): the trial is closed and numbers advance.
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            out.append({"number": trial.number, "params": dict(trial.params), "config": config})
-        return out
-    finally:
-        optuna.logging.set_verbosity(verbosity)
 
 
 def _positive_int(text: str) -> int:
@@ -144,4 +120,4 @@ def _print_table(rows: Sequence[Sequence[str]]) -> None:
             print("  ".join("-" * width for width in widths))
 
 
-__all__ = ["draw", "register"]
+__all__ = ["register"]

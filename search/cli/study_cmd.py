@@ -27,7 +27,7 @@ DEFAULT_RUN = {"name": "digits-lesson", "dataset": "digits", "epochs": 10, "tria
 DEFAULT_RUN_WORKERS = 2
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--storage", help="Optuna storage URL (env HPSEARCH_STORAGE; default sqlite:///hpsearch.db)"
@@ -153,7 +153,9 @@ def _workers(text: str | None, request: Any, has_file: bool) -> int | str:
     value: Any = text if text is not None else request.workers
     if value is None:
         return "auto" if has_file else DEFAULT_RUN_WORKERS
-    if value == "auto" or isinstance(value, int):
+    if value == "auto":
+        return "auto"
+    if isinstance(value, int):
         return value
     try:
         return int(value)

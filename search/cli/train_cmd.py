@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 EXIT_DIVERGED = 3
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "train",
         help="train one configuration and print its metrics",

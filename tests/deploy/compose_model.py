@@ -47,12 +47,13 @@ def interpolate(text: str, env: dict[str, str]) -> str:
         present = is_set_nonempty if op.startswith(":") else is_set
         kind = op[-1]
         if kind == "-":
-            return value if present else arg  # type: ignore[return-value]
+            return value if present and value is not None else arg
         if kind == "+":
             return arg if present else ""
         if not present:  # kind == "?"
             raise InterpolationError(f"required variable {name} is missing: {arg}")
-        return value  # type: ignore[return-value]
+        assert value is not None  # present
+        return value
 
     return _VAR.sub(one, text)
 

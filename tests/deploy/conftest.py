@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PG_HOST, PG_PORT, PG_USER, _pg_admin, _postgres_available, free_port
 from tests.deploy.compose_model import (
     MAIN_FILE,
     REPO,
@@ -35,6 +34,14 @@ from tests.deploy.compose_model import (
     environment_of,
     load_compose,
     read_env_file,
+)
+from tests.support.mlflow_server import free_port
+from tests.support.postgres import (
+    PG_HOST,
+    PG_PORT,
+    PG_USER,
+    pg_admin,
+    skip_or_fail_without_postgres,
 )
 
 CANARY_PASSWORD = f"canary-{uuid.uuid4().hex[:16]}"
@@ -187,17 +194,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     databases with conftest's helpers rather than the function-scoped `postgres_db` fixture;
     same rule: fails, not skips, without PostgreSQL when HPSEARCH_REQUIRE_POSTGRES=1.
     """
-    if not _postgres_available():
-        if os.environ.get("HPSEARCH_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required but not reachable on {PG_HOST}:{PG_PORT}")
-        pytest.skip(f"no PostgreSQL on {PG_HOST}:{PG_PORT}")
+    skip_or_fail_without_postgres()
     suffix = uuid.uuid4().hex[:10]
     databases = {
         "MLFLOW_DB": f"hpsearch_test_mlflow_{suffix}",
         "OPTUNA_DB": f"hpsearch_test_optuna_{suffix}",
     }
     for name in databases.values():
-        _pg_admin(f'CREATE DATABASE "{name}"')
+        pg_admin(f'CREATE DATABASE "{name}"')
     root = tmp_path_factory.mktemp("compose")
     mlflow_port = free_port()
     env = {
@@ -263,4 +267,4 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     finally:
         local.stop_all()
         for name in databases.values():
-            _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

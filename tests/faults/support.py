@@ -22,10 +22,10 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from search.study import StudyRequest, StudySpec, create_study
-from tests.search.test_study_support import TINY_SPACE
-from tests.search.test_study_support import WILD_SPACE as WILD_SPACE  # re-exported
-from tests.search.test_study_support import trials as trials  # re-exported
-from tests.search.test_study_support import wait_for as wait_for  # re-exported
+from tests.support.study import TINY_SPACE
+from tests.support.study import WILD_SPACE as WILD_SPACE  # re-exported
+from tests.support.study import trials as trials  # re-exported
+from tests.support.study import wait_for as wait_for  # re-exported
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -161,6 +161,7 @@ def _hpsearch(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str
     return proc.returncode, proc.stderr + proc.stdout, time.monotonic() - started
 
 
+@pytest.mark.slow  # waits out a 3 s connect timeout, in a subprocess
 @pytest.mark.parametrize("verb", ["run", "worker"])
 def test_unreachable_postgres_at_start_waits_a_bounded_time_then_exits_1(
     tmp_path: Path, verb: str

@@ -17,8 +17,8 @@ from optuna.trial import TrialState
 
 from search.study import create_study, load_spec
 from search.worker import run_worker
-from tests.conftest import MlflowServer
-from tests.search.test_study_support import (
+from tests.support.mlflow_server import MlflowServer
+from tests.support.study import (
     REPO,
     WILD_SPACE,
     finished,

@@ -29,7 +29,7 @@ from search.study import (
     worker_tracking_uri,
 )
 from spaces import SpaceError
-from tests.search.test_study_support import TINY_SPACE, request, sqlite_url
+from tests.support.study import TINY_SPACE, request, sqlite_url
 from trainers import ConfigError, DataError
 
 

@@ -4,7 +4,7 @@ and an artifact store that refuses writes even to root."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from search.tracking import (
 )
 from tests.conftest import MlflowServer, sqlite_mlflow_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.mlflow_server]  # a module-scoped server
 
 EPOCHS = 20
 KEYS = ("train_loss", "val_loss", "val_accuracy", "grad_norm/0")
@@ -160,15 +160,14 @@ def test_a_worker_that_dies_right_after_finish_loses_nothing(
 
 
 def test_an_unwritable_artifact_store_keeps_metrics(
-    server: MlflowServer, tmp_path: Path, fail_fast: None
+    mlflow_server_factory: Callable[..., MlflowServer], tmp_path: Path, fail_fast: None
 ) -> None:
     # Tests run as root, where chmod does not stop writes. A path *under a regular file*
-    # fails for everyone: mkdir gives ENOTDIR.
+    # fails for everyone: mkdir gives ENOTDIR. The broken store is this test's own server's,
+    # not the module's shared one.
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the artifact root's parent should be")
-    server.stop()
-    server.artifacts = blocker / "artifacts"
-    server.start()
+    server = mlflow_server_factory(artifacts=blocker / "artifacts")
 
     ref = ensure_study_run(server.uri, "no-artifacts", {})
     with Tracker(ref, tmp_path / "spool") as tracker:

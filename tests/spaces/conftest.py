@@ -6,15 +6,10 @@ from typing import Any
 
 import pytest
 
-from search.cli.space_cmd import draw
-from spaces import Space, load_space
+from search.samplers import draw
+from spaces import Space
 
 N_SAMPLES = 2000
-
-
-@pytest.fixture(scope="session")
-def lesson() -> Space:
-    return load_space("lesson")
 
 
 @pytest.fixture(scope="session")

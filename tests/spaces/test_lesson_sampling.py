@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from search.cli.space_cmd import draw
+from search.samplers import draw
 from spaces import Space
 
 

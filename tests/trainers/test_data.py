@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from trainers import DataCache, DataError, TrainConfig, prepare_data
+from trainers.config import Task
 
 
 def write_csv(path: Path, rows: list[str]) -> str:
@@ -146,7 +147,7 @@ def test_merged_train_val_trains_on_both_and_validates_on_test() -> None:
     assert data.merged_train_val() is merged
 
 
-def _bad_files(tmp_path: Path) -> dict[str, tuple[str, str | None, str, str]]:
+def _bad_files(tmp_path: Path) -> dict[str, tuple[str, str | None, Task, str]]:
     ok = ["a,b,y", "1,2,0", "3,4,1", "5,6,0", "7,8,1", "9,1,0", "2,2,1"]
     return {
         "missing target column": (write_csv(tmp_path / "t.csv", ok), "price", "auto",
@@ -184,4 +185,4 @@ def test_bad_datasets_get_a_data_error_naming_file_column_and_rule(
 ) -> None:
     dataset, target, task, message = _bad_files(tmp_path)[case]
     with pytest.raises(DataError, match=message):
-        prepare_data(TrainConfig(dataset=dataset, target=target, task=task))  # type: ignore[arg-type]
+        prepare_data(TrainConfig(dataset=dataset, target=target, task=task))

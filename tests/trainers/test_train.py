@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.trainers.large_scale import write_house_prices
+from tests.support.house_prices import write_house_prices
 from trainers import DataCache, TrainConfig, TrainResult, default_metric, prepare_data, train
 
 CACHE = DataCache()

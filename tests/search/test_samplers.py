@@ -69,11 +69,12 @@ def test_optunas_random_sampler_fails_the_same_check(lesson: Space, tmp_path: Pa
 def test_sample_independent_out_of_order_and_per_parameter() -> None:
     sampler = KeyedRandomSampler(0)
     dist = FloatDistribution(1e-4, 1.0, log=True)
+    study = optuna.create_study(sampler=sampler)  # in memory; the sampler never reads it
 
     def at(number: int, name: str = "alpha") -> float:
         trial = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING)
         trial.number = number
-        return sampler.sample_independent(None, trial, name, dist)  # type: ignore[arg-type]
+        return float(sampler.sample_independent(study, trial, name, dist))
 
     forward = [at(n) for n in range(50)]
     backward = [at(n) for n in reversed(range(50))][::-1]

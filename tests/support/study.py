@@ -1,4 +1,4 @@
-"""Shared helpers for the study/worker/CLI tests (no tests here): tiny spaces, study requests,
+"""Shared helpers for the study, worker and CLI tests: tiny spaces, study requests,
 and subprocess workers. Everything is real: SQLite or PostgreSQL files, trainers, MLflow."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from search.cli import main
-from tests.trainers.large_scale import write_house_prices
+from tests.support.house_prices import write_house_prices
 
 HPSEARCH = Path(sys.executable).with_name("hpsearch")
 FAST = ["--dataset", "wine", "--epochs", "2", "--device", "cpu"]

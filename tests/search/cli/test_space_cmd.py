@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
 from search.cli import main
+from spaces import SpaceError, load_space
+from tests.support.space_files import BAD_SPACES, good_base
 
 
 def test_show_prints_the_tiers_in_order(capsys: pytest.CaptureFixture[str]) -> None:
@@ -57,3 +60,34 @@ def test_sample_validates_numbers(capsys: pytest.CaptureFixture[str]) -> None:
         main(["space", "sample", "lesson", "-n", "0"])
     assert info.value.code == 2
     assert "must be an integer >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", [c[1] for c in BAD_SPACES], ids=[c[0] for c in BAD_SPACES])
+def test_validate_prints_the_refusal_as_one_line_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(SpaceError) as refused:  # what the library says (tests/spaces)...
+        load_space(path)
+    assert main(["space", "validate", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"hpsearch: error: {refused.value}\n"  # ... is all the CLI says: one line
+
+
+def test_validate_passes_a_good_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "good.toml"
+    path.write_text(good_base())
+    assert main(["space", "validate", str(path)]) == 0
+    assert capsys.readouterr().out == "ok: 3 parameters, tiers 1..2\n"
+
+
+def test_validate_the_builtin(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["space", "validate", "lesson"]) == 0
+    assert capsys.readouterr().out == "ok: 15 parameters, tiers 1..5\n"
+
+
+def test_a_missing_file_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["space", "validate", "no/such/space.toml"]) == 2
+    assert "neither a built-in space ['lesson'] nor a readable file" in capsys.readouterr().err
