@@ -36,10 +36,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import StudyError
-from search.optuna_internals import study_storage
 from search.runner import RunOutcome
 from search.storage import (
-    TrialCounts,
     absolute_storage_url,
     count_trials,
     open_storage,
@@ -56,6 +54,7 @@ from search.study import (
 )
 from search.study import create_study as _create_study
 from search.summary import summarize, summarize_later
+from search.trial_queue import TrialCounts
 from search.worker import WorkerReport
 from spaces.toml_text import dump_toml
 

@@ -1,4 +1,4 @@
-"""The private Optuna names `search` relies on, in one place (outside the worker and storage).
+"""The private Optuna names `search` relies on, all in one place.
 
 Optuna keeps these out of its public API, so a minor release may move or change them. Each
 is reached only through this module, and tests/search/test_optuna_internals.py checks the
@@ -10,13 +10,27 @@ fails there, by name, not somewhere deep in a study.
   exactly what `RandomSampler` does, which is what the keyed samplers must match.
 - `study_storage(study)` (`Study._storage`, `Study._study_id`): the storage and id of a study,
   for study-level system attributes, which `Study` exposes only read-only.
+- The relational tables (`optuna.storages._rdb.models`) and the private writer of trial
+  attributes: the worker path reads and writes Optuna's own tables with set-based
+  statements (see `search.trial_queue`), because Optuna's public storage API costs one
+  transaction per parameter, attribute and state change (12.6 commits per trial, measured).
+  What is written is what Optuna's own `RDBStorage` writes (checked by reading it back
+  through Optuna's public API in tests/search/test_trial_queue.py).
+- `optuna_trial(study, trial_id)`: an `optuna.Trial` over an existing trial row.
 """
 
 from __future__ import annotations
 
+import datetime
+from typing import Any
+
 import optuna
+import sqlalchemy as sa
 from optuna._transform import _SearchSpaceTransform as SearchSpaceTransform
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
+
+# Private API (optuna is pinned in constraints.txt); see the module docstring.
+from optuna.storages._rdb import models as _models
 
 
 def study_storage(study: optuna.Study) -> tuple[BaseStorage, int]:
@@ -24,4 +38,75 @@ def study_storage(study: optuna.Study) -> tuple[BaseStorage, int]:
     return study._storage, study._study_id
 
 
-__all__ = ["SearchSpaceTransform", "study_storage"]
+TRIALS: sa.Table = _models.TrialModel.__table__
+PARAMS: sa.Table = _models.TrialParamModel.__table__
+VALUES: sa.Table = _models.TrialValueModel.__table__
+USER_ATTRS: sa.Table = _models.TrialUserAttributeModel.__table__
+SYSTEM_ATTRS: sa.Table = _models.TrialSystemAttributeModel.__table__
+HEARTBEATS: sa.Table = _models.TrialHeartbeatModel.__table__
+INTERMEDIATE: sa.Table = _models.TrialIntermediateValueModel.__table__
+STUDIES: sa.Table = _models.StudyModel.__table__
+
+
+def stored_value(value: float) -> tuple[float | None, Any]:
+    """A trial value as Optuna stores it (infinities as a type, not a float)."""
+    return _models.TrialValueModel.value_to_stored_repr(value)
+
+
+def utc_now() -> datetime.datetime:
+    """Trial datetimes are stored as naive UTC (see Optuna's `TrialModel`)."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+def rdb_storage(storage: Any) -> RDBStorage:
+    """The `RDBStorage` under Optuna's caching wrapper (`Study._storage` may be either)."""
+    backend = getattr(storage, "_backend", storage)
+    if not isinstance(backend, RDBStorage):
+        raise TypeError(f"an RDBStorage is required, but got {type(backend).__name__}")
+    return backend
+
+
+def trial_id_of(trial: Any) -> int:
+    """The storage id of an `optuna.Trial` (Optuna exposes only its number publicly)."""
+    return int(trial._trial_id)
+
+
+def set_trial_user_attrs(storage: Any, trial_id: int, attrs: dict[str, Any]) -> None:
+    """Several user attributes of a RUNNING trial in one transaction, through Optuna's own
+    (private) writer: it refuses a finished trial with `UpdateFinishedTrialError`."""
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    backend = rdb_storage(storage)
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        for key, value in attrs.items():
+            backend._set_trial_attr_without_commit(
+                session, _models.TrialUserAttributeModel, trial_id, key, value
+            )
+
+
+def optuna_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
+    """An `optuna.Trial` over an existing RUNNING trial row (for pruning and adaptive samplers;
+    `Study.ask` would create a new trial)."""
+    import optuna
+
+    return optuna.trial.Trial(study, trial_id)
+
+
+__all__ = [
+    "HEARTBEATS",
+    "INTERMEDIATE",
+    "PARAMS",
+    "STUDIES",
+    "SYSTEM_ATTRS",
+    "TRIALS",
+    "USER_ATTRS",
+    "VALUES",
+    "SearchSpaceTransform",
+    "optuna_trial",
+    "rdb_storage",
+    "set_trial_user_attrs",
+    "stored_value",
+    "study_storage",
+    "trial_id_of",
+    "utc_now",
+]

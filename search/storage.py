@@ -290,7 +290,7 @@ def retry_transient(fn: Callable[[], T], what: str, timeout_s: float | None = No
 def set_user_attrs(storage: Any, trial_id: int, attrs: dict[str, Any]) -> None:
     """Several user attributes of a RUNNING trial in one transaction (Optuna: one per key).
     Raises Optuna's `UpdateFinishedTrialError` when the trial is already finished."""
-    from search.optuna_rdb import set_trial_user_attrs
+    from search.optuna_internals import set_trial_user_attrs
 
     set_trial_user_attrs(storage, trial_id, attrs)
 

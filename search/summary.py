@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import optuna
 from optuna.trial import TrialState
 
-from search.optuna_rdb import storage_of, study_id_of
+from search.optuna_internals import study_storage
 from search.storage import STORAGE_ENV, absolute_storage_url, redact_url, resolve_storage_url
 from search.study import StudySpec, load_spec, worker_tracking_uri
 
@@ -60,7 +60,7 @@ def summarize(
         return []  # not over yet: a resumed run summarizes at its end
     first = "best" in parts
     if first:
-        rdb, study_id = storage_of(study), study_id_of(study)
+        rdb, study_id = study_storage(study)
         if rdb.get_study_system_attrs(study_id).get(SUMMARIZED_ATTR) and not force:
             return []
         rdb.set_study_system_attr(study_id, SUMMARIZED_ATTR, True)

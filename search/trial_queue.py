@@ -1,7 +1,7 @@
 """A study's trials as a job queue: claim, heartbeat, record, fail and retry.
 
 Each operation is one transaction of set-based statements on Optuna's own tables (see
-`search.optuna_rdb`), whatever the number of trials it covers, so a worker's storage cost per
+`search.optuna_internals`), whatever the number of trials it covers, so a worker's storage cost per
 trial falls with the batch it claims. The rules that make the budget exact:
 
 - Claimable trials are WAITING trials (retries of failed attempts) and fresh ones. WAITING ones
@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
 from optuna.trial import TrialState
 
-from search.optuna_rdb import (
+from search.optuna_internals import (
     HEARTBEATS,
     PARAMS,
     STUDIES,
@@ -538,7 +538,7 @@ def _write_attrs(
     if not rows:
         return
     if replace:
-        keys = sorted({row["key"] for row in rows})
+        keys = sorted({str(row["key"]) for row in rows})
         conn.execute(
             sa.delete(table).where(table.c.trial_id.in_(list(attrs)), table.c.key.in_(keys))
         )

@@ -9,7 +9,7 @@ import sys
 from search.errors import StudyError
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "proxy",
         help="pool PostgreSQL connections for many workers (PgBouncer, transaction mode)",

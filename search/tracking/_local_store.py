@@ -69,7 +69,8 @@ def _template() -> Path:
             fresh = Path(tmp) / "store.db"
             from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-            store = SqlAlchemyStore(f"sqlite:///{fresh}", Path(tmp).as_uri())
+            # mlflow leaves this constructor unannotated
+            store = SqlAlchemyStore(f"sqlite:///{fresh}", Path(tmp).as_uri())  # type: ignore[no-untyped-call]
             store.engine.dispose()
             os.replace(fresh, template)
     return template

@@ -201,4 +201,5 @@ def _put_artifact(client: MlflowClient, target: RunTarget, path: str, data: byte
         local = Path(tmp) / relative.name
         local.write_bytes(data)
         parent = str(relative.parent)
-        repo.log_artifact(str(local), artifact_path=None if parent == "." else parent)
+        # mlflow leaves ArtifactRepository.log_artifact unannotated
+        repo.log_artifact(str(local), artifact_path=None if parent == "." else parent)  # type: ignore[no-untyped-call]

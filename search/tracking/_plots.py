@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import optuna
@@ -20,7 +20,10 @@ LOSS_KEYS = ("train_loss", "val_loss")
 
 
 def _figure(
-    width: float = 7.0, height: float = 4.5, dpi: int = 100, layout: str | None = "constrained"
+    width: float = 7.0,
+    height: float = 4.5,
+    dpi: int = 100,
+    layout: Literal["constrained", "compressed", "tight"] | None = "constrained",
 ) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -119,14 +122,15 @@ def param_importances_png(study: optuna.Study) -> bytes:
 
 def _axis_position(trial: optuna.trial.FrozenTrial, name: str) -> float:
     """A param's value mapped to [0, 1] along its distribution (log scale where sampled so)."""
-    from optuna.distributions import CategoricalDistribution
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     dist = trial.distributions[name]
     value: Any = trial.params[name]
     if isinstance(dist, CategoricalDistribution):
         n = len(dist.choices)
         return dist.choices.index(value) / (n - 1) if n > 1 else 0.5
-    low, high, log = float(dist.low), float(dist.high), bool(getattr(dist, "log", False))
+    assert isinstance(dist, FloatDistribution | IntDistribution), type(dist).__name__
+    low, high, log = float(dist.low), float(dist.high), bool(dist.log)
     if high == low:
         return 0.5
     if log:
@@ -167,7 +171,11 @@ def param_vs_metric_png(study: optuna.Study, param: str, metric: str, log_x: boo
         raise ValueError(f"no complete trial has the parameter {param!r}")
     fig = _figure()
     ax = fig.subplots()
-    ax.scatter([t.params[param] for t in trials], [t.value for t in trials], s=16)
+    ax.scatter(
+        [t.params[param] for t in trials],
+        [math.nan if t.value is None else t.value for t in trials],
+        s=16,
+    )
     if log_x:
         ax.set_xscale("log")
     ax.set(xlabel=param, ylabel=metric, title=f"{param} against {metric}")

@@ -33,7 +33,7 @@ from typing import Any
 import optuna
 
 from search.errors import WorkerStopped
-from search.optuna_rdb import optuna_trial
+from search.optuna_internals import optuna_trial
 from search.outcomes import MAX_CONSECUTIVE_ERRORS, Outcome
 from search.samplers import KeyedRandomSampler
 from search.storage import absolute_storage_url, open_storage, retry_transient, set_user_attrs
@@ -205,13 +205,12 @@ class Worker:
                 adopted = self.queue.adopt(self.id, self._attrs_of)
                 if adopted:
                     return Claim(adopted, None)
-            return self.queue.claim(n, self.spec.n_trials, self._draw, self._attrs_of)
+            draw = self._draw if self.keyed else None  # None: sampled while the trial runs
+            return self.queue.claim(n, self.spec.n_trials, draw, self._attrs_of)
 
         return retry_transient(attempt, "claiming trials")
 
-    def _draw(self, number: int) -> Draw | None:
-        if not self.keyed:
-            return None  # sampled through `optuna.Trial` while the trial runs
+    def _draw(self, number: int) -> Draw:
         assert isinstance(self.sampler, KeyedRandomSampler)
         return draw_fresh(self.space, self.spec.tiers, self.sampler, number)
 

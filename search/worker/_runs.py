@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from search.errors import StudyError
 from search.study import StudySpec
 from search.worker._outcome import STALE_REASON
 
@@ -48,16 +49,21 @@ class TrialRuns:
         self.tracker: Any = None
         self.ref: Any = None
         if tracking_uri is not None:
-            from search.tracking import StudyRunRef, Tracker
+            from search.tracking import DEFAULT_SPOOL_DIR, StudyRunRef, Tracker
 
+            if spec.experiment_id is None or spec.parent_run_id is None:
+                raise StudyError(
+                    f"the study {spec.name!r} is tracked but has no MLflow experiment and parent "
+                    "run: create it again with `hpsearch create`"
+                )
             self.ref = StudyRunRef(
                 experiment_id=spec.experiment_id,
                 parent_run_id=spec.parent_run_id,
                 tracking_uri=tracking_uri,
                 study_name=spec.name,
             )
-            extra = {"spool_dir": Path(spool_dir)} if spool_dir else {}
-            self.tracker = Tracker(self.ref, worker=worker, **extra)
+            spool = Path(spool_dir) if spool_dir else DEFAULT_SPOOL_DIR
+            self.tracker = Tracker(self.ref, spool_dir=spool, worker=worker)
 
     @property
     def enabled(self) -> bool:

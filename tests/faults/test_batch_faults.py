@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from search.study import StudyRequest, create_study
 from tests.faults.pg_cluster import ClusterURL, cluster
-from tests.search.test_study_support import FAST_TRAIN, TINY_SPACE, trials, wait_for
+from tests.support.study import FAST_TRAIN, TINY_SPACE, trials, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

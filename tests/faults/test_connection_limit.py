@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from search.study import StudyRequest, create_study
 from tests.conftest import free_port
 from tests.faults.pg_cluster import cluster
-from tests.search.test_study_support import FAST_TRAIN, TINY_SPACE, trials, wait_for
+from tests.support.study import FAST_TRAIN, TINY_SPACE, trials, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

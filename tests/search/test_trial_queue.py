@@ -11,7 +11,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from search.optuna_rdb import HEARTBEATS, PARAMS, TRIALS, USER_ATTRS, VALUES, rdb_storage
+from search.optuna_internals import HEARTBEATS, PARAMS, TRIALS, USER_ATTRS, VALUES, rdb_storage
 from search.storage import open_storage
 from search.trial_queue import Draw, Recorded, TrialQueue, TrialResult
 

@@ -14,7 +14,7 @@ from search.study import create_study
 from search.trial_queue import TrialQueue
 from search.worker import run_worker
 from tests.conftest import MlflowServer, sqlite_mlflow_server
-from tests.search.test_study_support import request, sqlite_url
+from tests.support.study import request, sqlite_url
 
 pytestmark = pytest.mark.mlflow_server
 
