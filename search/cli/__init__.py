@@ -15,14 +15,14 @@ from search.errors import USER_ERRORS, InfrastructureError
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so that `hpsearch --help` stays fast and each verb owns its module.
-    from search.cli import space_cmd, study_cmd, train_cmd
+    from search.cli import lesson_cmd, space_cmd, study_cmd, train_cmd
 
     parser = argparse.ArgumentParser(
         prog="hpsearch",
         description="Random search for neural-network hyperparameters, tracked in MLflow.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (study_cmd, train_cmd, space_cmd):
+    for module in (study_cmd, train_cmd, space_cmd, lesson_cmd):
         module.register(sub)
     return parser
 
