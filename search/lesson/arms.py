@@ -94,8 +94,18 @@ def run_arms(ctx: LessonContext, jobs: Sequence[ArmJob]) -> dict[str, list[ArmSe
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max(1, ctx.options.parallel)) as pool:
-        results = list(pool.map(lambda job: run_arm_seed(ctx, job), jobs))
+    pool = ThreadPoolExecutor(max(1, ctx.options.parallel))
+    try:
+        futures = [pool.submit(run_arm_seed, ctx, job) for job in jobs]
+        results = [future.result() for future in futures]
+    except KeyboardInterrupt:
+        # The running studies' workers are in their own sessions (see `search.runner`) and
+        # finish their small budgets; no new study starts. The same command resumes.
+        ctx.say("interrupted: starting no more studies; waiting for the running ones")
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
     out: dict[str, list[ArmSeed]] = {}
     for result in sorted(results, key=lambda r: r.seed):
         out.setdefault(result.arm, []).append(result)

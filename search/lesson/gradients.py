@@ -5,8 +5,10 @@ The lesson: y_hat = w^[L] ... w^[1] x, so with w = 1.3 I the activations grow li
 "explode when there are many layers"; slightly below 1 they vanish. Each configuration is
 trained for one full-batch epoch by `trainers` (the gradient it reports is the gradient at the
 initial weights: one batch, measured before the step), and its activations are measured at
-the initial weights. Per layer: the mean activation norm and the weight-gradient norm; per
-depth: the first layer's gradient norm. Not a search: the configurations are fixed.
+the initial weights. Per layer: the mean activation norm and the gradient norm (weight and
+bias together, as the trainer reports it; in the vanishing case the bias part, which backward
+shrinks only on its way down, dominates); per depth: the first layer's gradient norm. Not a
+search: the configurations are fixed.
 """
 
 from __future__ import annotations
@@ -220,13 +222,13 @@ def _figure(
     grads.set(
         yscale="log",
         xlabel="layer l",
-        ylabel="||dW[l]||",
-        title=f"weight gradients by layer (L = {deepest})",
+        ylabel="||(dW[l], db[l])||",
+        title=f"gradients by layer, weights and bias (L = {deepest})",
     )
     by_depth.set(
         yscale="log",
         xlabel="depth L",
-        ylabel="||dW[1]||",
+        ylabel="||(dW[1], db[1])||",
         title="first layer's gradient against depth",
     )
     for ax in (acts, grads, by_depth):

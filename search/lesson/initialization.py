@@ -18,7 +18,7 @@ from typing import Any
 
 from search.lesson.context import LessonContext, Sizes, one_torch_thread
 from search.lesson.report import COLORS, Outcome, Table, new_figure, title_with_verdict
-from search.lesson.verdict import Spread, Verdict
+from search.lesson.verdict import Spread, Verdict, is_better
 
 SUMMARY = "He vs Xavier vs N(0, 1) vs too small on a deep ReLU MLP: gradient norm per layer"
 CLAIM = (
@@ -39,7 +39,7 @@ GOOD = ("he (2/n)", "xavier (1/n)")
 # A layer's gradient norm over the largest layer's below this share is vanishing (the trainer's
 # own `vanish_ratio`); above `explode_threshold` (1e4), or non-finite, is exploding.
 VANISH_RATIO, EXPLODE = 1e-3, 1e4
-MARGIN = 0.05  # the lesson's initializations must train better than the others by this much
+MARGIN = 0.05  # relative: the lesson's initializations must train better by this much
 
 
 @dataclass(frozen=True)
@@ -61,22 +61,27 @@ def health(n: ArmNumbers, seed: int) -> str:
     return "healthy"
 
 
-def _score(value: float) -> float:
-    return value if math.isfinite(value) else 0.0  # a diverged run has no accuracy
+def _score(value: float, direction: str) -> float:
+    """A diverged run gave no model: the worst score (0 accuracy, an infinite error)."""
+    if math.isfinite(value):
+        return value
+    return 0.0 if direction == "maximize" else math.inf
 
 
-def judge(numbers: Mapping[str, ArmNumbers], metric: str) -> Verdict:
+def judge(numbers: Mapping[str, ArmNumbers], metric: str, direction: str = "maximize") -> Verdict:
     seeds = len(next(iter(numbers.values())).final)
     evidence, supported = [], True
-    worst_good = min(Spread.of([_score(v) for v in numbers[a].final]).median for a in GOOD)
+    good_finals = [Spread.of([_score(v, direction) for v in numbers[a].final]).median for a in GOOD]
+    worst_good = min(good_finals) if direction == "maximize" else max(good_finals)
     for arm, n in numbers.items():
         states = [health(n, s) for s in range(seeds)]
         good = arm in GOOD
         healthy = sum(state == "healthy" for state in states)
         ok = healthy * 2 > seeds if good else healthy * 2 < seeds
-        final = Spread.of([_score(v) for v in n.final])
+        final = Spread.of([_score(v, direction) for v in n.final])
         if not good:
-            ok = ok and worst_good - final.median > MARGIN
+            margin = MARGIN * abs(worst_good) if math.isfinite(worst_good) else 0.0
+            ok = ok and is_better(worst_good, final.median, direction, margin)
         supported &= ok
         evidence.append(
             f"{arm}: {', '.join(sorted(set(states)))} in the first epoch ({healthy}/{seeds} "
@@ -86,8 +91,8 @@ def judge(numbers: Mapping[str, ArmNumbers], metric: str) -> Verdict:
     rule = (
         f"He and Xavier must be healthy in a majority of seeds (every layer's first-epoch "
         f"gradient norm within {VANISH_RATIO:g}x of the largest, which stays <= {EXPLODE:g}); "
-        f"N(0, 1) and the too-small scale must not be, and must end more than {MARGIN} below "
-        f"the worse of He and Xavier (a diverged run scores 0)"
+        f"N(0, 1) and the too-small scale must not be, and must end worse than the worse of "
+        f"He and Xavier by more than {MARGIN:.0%} of it (a diverged run scores worst)"
     )
     return Verdict(CLAIM, supported, rule, tuple(evidence))
 
@@ -127,7 +132,7 @@ def run(ctx: LessonContext) -> Outcome:
     cache = DataCache()
     with one_torch_thread():
         results = _train_arms(ctx, cache)
-    metric, _ = default_metric(prepare_data(_config(ctx, 0, {}), cache=cache).task)
+    metric, direction = default_metric(prepare_data(_config(ctx, 0, {}), cache=cache).task)
     layers = HIDDEN_LAYERS + 1
     norms = {
         arm: [[float(r.history[0][f"grad_norm/{i}"]) for i in range(layers)] for r in rs]
@@ -144,7 +149,7 @@ def run(ctx: LessonContext) -> Outcome:
         )
         for arm, rs in results.items()
     }
-    verdict = judge(numbers, metric)
+    verdict = judge(numbers, metric, direction)
     rows = []
     for arm, n in numbers.items():
         ctx.log_arm(
@@ -170,7 +175,7 @@ def run(ctx: LessonContext) -> Outcome:
                 Spread.of(n.smallest).text(),
                 Spread.of(n.largest).text(),
                 ", ".join(sorted({health(n, s) for s in range(ctx.sizes.seeds)})),
-                Spread.of([_score(v) for v in n.final]).text(),
+                Spread.of([_score(v, direction) for v in n.final]).text(),
                 ", ".join(outcomes),
             )
         )
@@ -200,7 +205,11 @@ def _figure(
     verdict: Verdict,
 ) -> Any:
     fig, (grads, curves) = new_figure(2, width=6.0)
+    ceiling = 10 * max(v for n in norms.values() for ns in n for v in ns if math.isfinite(v))
     for colour, arm in zip(COLORS, norms, strict=False):
+        for layer_norms in norms[arm]:  # an overflowed norm is drawn at the top, as a triangle
+            overflowed = [i for i, v in enumerate(layer_norms) if not math.isfinite(v)]
+            grads.scatter(overflowed, [ceiling] * len(overflowed), color=colour, marker="^", s=50)
         for i, layer_norms in enumerate(norms[arm]):
             grads.plot(
                 range(len(layer_norms)),
@@ -225,7 +234,7 @@ def _figure(
         yscale="log",
         xlabel="layer (0 = first)",
         ylabel="gradient norm",
-        title="first-epoch gradient norm per layer",
+        title="first-epoch gradient norm per layer (triangles: inf/nan)",
     )
     curves.set(xlabel="epoch", ylabel=metric, title="validation (x: diverged)")
     grads.legend(fontsize=8)

@@ -62,6 +62,15 @@ def shape_for(n: int) -> tuple[int, int, int, int]:
 def check(sizes: Sizes) -> None:
     assert sizes.trials is not None
     shape_for(sizes.trials)
+    if sizes.dataset != TASK:
+        from trainers import TrainConfig, prepare_data
+
+        task = prepare_data(TrainConfig(dataset=sizes.dataset, device="cpu")).task
+        if task != "classification":
+            raise StudyError(
+                "random-vs-grid compares the best val_accuracy: `--dataset` must be a "
+                f"classification dataset, but got {sizes.dataset!r} ({task})"
+            )
 
 
 def judge(random_best: Sequence[float], grid_best: Sequence[float]) -> Verdict:

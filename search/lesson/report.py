@@ -120,7 +120,8 @@ def markdown_report(ctx: LessonContext, outcome: Outcome) -> str:
     lines = [
         f"# `hpsearch lesson {ctx.name}`",
         "",
-        f"Dataset `{Path(s.dataset).name}`, {s.seeds} seed(s), {s.epochs} epochs{trials}.",
+        f"Dataset `{Path(s.dataset).name}`, {_count(s.seeds, 'seed')}, "
+        f"{_count(s.epochs, 'epoch')}{trials}.",
         "",
         f"![{ctx.name}]({ctx.name}.png)",
         "",
@@ -135,6 +136,10 @@ def markdown_report(ctx: LessonContext, outcome: Outcome) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _json_default(value: Any) -> Any:

@@ -36,6 +36,7 @@ def test_lesson_lists_the_seven_experiments_with_their_claims(
         (["lesson", "decay", "--workers", "two"], "`--workers` must be an integer >= 1 or 'auto'"),
         (["lesson", "decay", "--parallel", "0"], "`--parallel` must be an integer >= 1"),
         (["lesson", "normalization", "--dataset", "nope.csv"], "does not exist"),
+        (["lesson", "random-vs-grid", "--dataset", "diabetes"], "must be a classification"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

@@ -125,6 +125,19 @@ def test_initialization_not_supported_when_every_scale_is_healthy() -> None:
     assert not initialization.judge(numbers, "val_accuracy").supported
 
 
+def test_initialization_judges_an_error_metric_the_other_way_round() -> None:
+    """Regression: lower RMSE is better, and a diverged run's missing value is the worst."""
+    numbers = {
+        "he (2/n)": _init(2.0, 3.0, 50.0),
+        "xavier (1/n)": _init(0.3, 0.4, 55.0),
+        "N(0, 1)": _init(1e17, math.inf, math.nan),
+        "N(0, 0.01^2)": _init(5e-8, 0.3, 80.0),
+    }
+    assert initialization.judge(numbers, "val_rmse", "minimize").supported
+    numbers["N(0, 0.01^2)"] = _init(5e-8, 0.3, 56.0)  # vanishing, yet within 5% of Xavier
+    assert not initialization.judge(numbers, "val_rmse", "minimize").supported
+
+
 # --- optimizers ---------------------------------------------------------------------------
 
 
