@@ -77,6 +77,7 @@ class Probe:
     gradients: list[float]  # each layer's weight-gradient norm at the initial weights
     outcome: str  # what the trainer made of that one step
     reason: str | None
+    flags: list[str]  # its health flags, e.g. vanishing_gradients
 
 
 def probe(dataset: str, scale: float, depth: int, seed: int, cache: object) -> Probe:
@@ -103,7 +104,7 @@ def probe(dataset: str, scale: float, depth: int, seed: int, cache: object) -> P
     result = train(config, data)
     first = result.history[0]
     gradients = [float(first[f"grad_norm/{i}"]) for i in range(depth)]
-    return Probe(activations, gradients, result.outcome, result.reason)
+    return Probe(activations, gradients, result.outcome, result.reason, list(result.flags))
 
 
 def run(ctx: LessonContext) -> Outcome:
@@ -168,7 +169,9 @@ def run(ctx: LessonContext) -> Outcome:
                 Spread.of(numbers[scale].activation_growth).text(),
                 number_text(probes[scale, min(depths), 0].gradients[0]),
                 number_text(deep.gradients[0]),
-                deep.outcome + (f" ({deep.reason})" if deep.reason else ""),
+                deep.outcome
+                + (f" ({deep.reason})" if deep.reason else "")
+                + "".join(f", flag {flag}" for flag in deep.flags),
                 name_outcome(numbers[scale]),
             )
         )
