@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint bench ui clean
+.PHONY: run test check lint bench lesson ui clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,6 +36,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m bench
+
+# Every lesson experiment at its default size; the README's figures (docs/lesson/).
+LESSONS := normalization gradients initialization optimizers decay priorities random-vs-grid
+lesson: $(STAMP)
+	for n in $(LESSONS); do $(BIN)/hpsearch lesson $$n --out docs/lesson || exit 1; done
 
 ui: $(STAMP)
 	$(BIN)/hpsearch ui

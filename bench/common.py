@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
+from search.lesson.verdict import quartiles as quartiles  # one definition, shared with bench
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 # `python -m bench --quick` sets this for every module, so a module that does not parse
@@ -99,16 +101,6 @@ def median_of(fn: Callable[[], Any], repeats: int) -> float:
     if repeats < 1:
         raise ValueError(f"`repeats >= 1` must hold, but got {repeats=}")
     return statistics.median(timed(fn)[0] for _ in range(repeats))
-
-
-def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
-    """(first quartile, median, third quartile), inclusive method (fine for small samples)."""
-    if not values:
-        raise ValueError("`values` must not be empty to take quartiles, but got []")
-    if len(values) == 1:
-        return values[0], values[0], values[0]
-    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q1, q2, q3
 
 
 # --- the machine and the run ----------------------------------------------------------------

@@ -15,14 +15,14 @@ from search.errors import InfrastructureError, WorkerStopped, user_errors
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so that `hpsearch --help` stays fast and each verb owns its module.
-    from search.cli import proxy_cmd, space_cmd, study_cmd, train_cmd
+    from search.cli import lesson_cmd, proxy_cmd, space_cmd, study_cmd, train_cmd
 
     parser = argparse.ArgumentParser(
         prog="hpsearch",
         description="Random search for neural-network hyperparameters, tracked in MLflow.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (study_cmd, train_cmd, space_cmd, proxy_cmd):
+    for module in (study_cmd, train_cmd, space_cmd, lesson_cmd, proxy_cmd):
         module.register(sub)
     return parser
 
