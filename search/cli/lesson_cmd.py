@@ -8,7 +8,7 @@ from pathlib import Path
 from search.errors import StudyError
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "lesson",
         help="the lesson's claims as experiments: list them, or run one",

@@ -16,10 +16,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from search.lesson.context import LessonContext, Sizes, one_torch_thread
 from search.lesson.report import COLORS, Outcome, Table, new_figure, title_with_verdict
 from search.lesson.verdict import Spread, Verdict, number_text
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from trainers import DataCache
 
 SUMMARY = "deep linear network, w = 1.3 I vs 0.7 I: activation and gradient norms by layer"
 CLAIM = (
@@ -80,7 +86,7 @@ class Probe:
     flags: list[str]  # its health flags, e.g. vanishing_gradients
 
 
-def probe(dataset: str, scale: float, depth: int, seed: int, cache: object) -> Probe:
+def probe(dataset: str, scale: float, depth: int, seed: int, cache: DataCache) -> Probe:
     from trainers import TrainConfig, prepare_data, train
     from trainers.model import build_mlp
 
@@ -201,7 +207,7 @@ def _ratio(a: float, b: float) -> float:
 
 def _figure(
     probes: Mapping[tuple[float, int, int], Probe], depths: Sequence[int], verdict: Verdict
-):  # type: ignore[no-untyped-def]
+) -> Figure:
     fig, (acts, grads, by_depth) = new_figure(3)
     deepest = max(depths)
     for colour, scale in zip(COLORS, SCALES, strict=False):

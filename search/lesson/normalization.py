@@ -11,6 +11,11 @@ must not look fast by reaching 95% of its own poor best), and the share of diver
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -148,7 +153,7 @@ def _data(numbers: Mapping[str, ArmNumbers]) -> dict[str, object]:
 
 def _figure(
     arms: Mapping[str, list[ArmSeed]], targets: Sequence[float], metric: str, verdict: Verdict
-) -> object:
+) -> Figure:
     fig, (scatter, curves, bars) = new_figure(3)
     finite = [t.value for seeds in arms.values() for s in seeds for t in s.complete]
     floor = min(finite, default=0.0)
