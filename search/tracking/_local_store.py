@@ -18,6 +18,7 @@ import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
+from typing import Any, cast
 
 _logger = logging.getLogger("search.tracking")
 
@@ -69,8 +70,8 @@ def _template() -> Path:
             fresh = Path(tmp) / "store.db"
             from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-            # mlflow leaves this constructor unannotated
-            store = SqlAlchemyStore(f"sqlite:///{fresh}", Path(tmp).as_uri())  # type: ignore[no-untyped-call]
+            # cast: mlflow leaves this constructor unannotated
+            store = cast(Any, SqlAlchemyStore)(f"sqlite:///{fresh}", Path(tmp).as_uri())
             store.engine.dispose()
             os.replace(fresh, template)
     return template

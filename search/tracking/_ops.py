@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from search.redact import redact
 from search.tracking._env import describe
@@ -201,5 +201,5 @@ def _put_artifact(client: MlflowClient, target: RunTarget, path: str, data: byte
         local = Path(tmp) / relative.name
         local.write_bytes(data)
         parent = str(relative.parent)
-        # mlflow leaves ArtifactRepository.log_artifact unannotated
-        repo.log_artifact(str(local), artifact_path=None if parent == "." else parent)  # type: ignore[no-untyped-call]
+        # cast: mlflow leaves ArtifactRepository.log_artifact unannotated
+        cast(Any, repo).log_artifact(str(local), artifact_path=None if parent == "." else parent)

@@ -86,7 +86,7 @@ def optimization_history_png(study: optuna.Study, metric: str, direction: str) -
     if not trials:
         raise ValueError("no complete trial to draw")
     numbers = [t.number for t in trials]
-    values = [float(t.value) for t in trials]  # type: ignore[arg-type]
+    values = [_value(t) for t in trials]
     pick = max if direction == "maximize" else min
     best: list[float] = []
     for v in values:
@@ -120,6 +120,12 @@ def param_importances_png(study: optuna.Study) -> bytes:
     return _png(fig)
 
 
+def _value(trial: optuna.trial.FrozenTrial) -> float:
+    """A complete trial's value (`_complete_trials` keeps only those that have one)."""
+    assert trial.value is not None, trial.number
+    return float(trial.value)
+
+
 def _axis_position(trial: optuna.trial.FrozenTrial, name: str) -> float:
     """A param's value mapped to [0, 1] along its distribution (log scale where sampled so)."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -143,7 +149,7 @@ def parallel_coordinates_png(study: optuna.Study, metric: str) -> bytes:
     names = sorted({n for t in trials for n in t.params})
     if not trials or not names:
         raise ValueError("no complete trial with parameters to draw")
-    values = [float(t.value) for t in trials]  # type: ignore[arg-type]
+    values = [_value(t) for t in trials]
     low, high = min(values), max(values)
     fig = _figure(max(7.0, 1.2 * (len(names) + 1)), 4.5)
     ax = fig.subplots()

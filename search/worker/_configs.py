@@ -61,7 +61,8 @@ class KeyedDraw:
     def suggest_categorical(
         self, name: str, choices: Sequence[CategoricalChoiceType]
     ) -> CategoricalChoiceType:
-        return self._draw(name, CategoricalDistribution(choices))  # type: ignore[no-any-return]
+        value: CategoricalChoiceType = self._draw(name, CategoricalDistribution(choices))
+        return value
 
     def _draw(self, name: str, dist: BaseDistribution) -> Any:
         if name in self.params:

@@ -107,13 +107,14 @@ class TrialRuns:
         metrics = {k: v for k, v in (result.metrics if result else {}).items() if _finite(v)}
         artifacts = {"config.json": json.dumps(dict(config), indent=2).encode()} if config else {}
         try:
-            return run.finish(  # type: ignore[no-any-return]
+            spooled: Future[None] = run.finish(
                 status,
                 metrics,
                 tags,
                 artifacts=artifacts,
                 history=result.history if result is not None else None,
             )
+            return spooled
         except Exception as exc:  # tracking is best effort; the trial's result is in Optuna
             _logger.warning("closing the MLflow run failed: %s", exc)
             return None
