@@ -23,7 +23,8 @@ from typing import Any
 from search.errors import StudyError
 
 # `hpsearch run` / `create` with no study file: the README's first command.
-DEFAULT_RUN = {"name": "digits-lesson", "dataset": "digits", "epochs": 10, "trials": 12}
+# Its name is the default DATASET-SPACE one, `digits-lesson`, like every other study's.
+DEFAULT_RUN = {"dataset": "digits", "epochs": 10, "trials": 12}
 DEFAULT_RUN_WORKERS = 2
 
 
@@ -120,9 +121,17 @@ def _quiet() -> None:
 
 
 def _request(args: argparse.Namespace) -> Any:
+    """The request the flags describe: over a study file, over an existing study named by
+    `--name` (so `run --name X --trials 50` grows X as it was created), or over the demo's
+    defaults. The name defaults to DATASET-SPACE (the demo: `digits-lesson`)."""
     from search import api
 
-    defaults = {} if args.study_file else DEFAULT_RUN
+    if args.name is not None and not args.name.strip():
+        raise StudyError(f"`--name` must be a non-empty study name, but got --name={args.name!r}")
+    base = None
+    if args.study_file is None and args.name and api.study_exists(args.name, args.storage):
+        base = api.request_for(args.name, args.storage)
+    defaults = {} if args.study_file or base else DEFAULT_RUN
     train = {
         "dataset": args.dataset or defaults.get("dataset"),
         "target": args.target,
@@ -132,7 +141,8 @@ def _request(args: argparse.Namespace) -> Any:
     }
     return api.load_request(
         args.study_file,
-        name=args.name or defaults.get("name"),
+        base=base,
+        name=args.name,
         space=args.space,
         tiers=args.tiers,
         n_trials=args.trials if args.trials is not None else defaults.get("trials"),
@@ -182,16 +192,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     spec = result.spec
-    print(
-        f"study {spec.name!r}: {result.outcome.finished}/{spec.n_trials} trials finished "
-        f"in {result.outcome.wall_time_s:.1f} s with {result.outcome.workers} worker(s)"
-    )
+    if result.outcome is None:
+        print(
+            f"study {spec.name!r} (seed {spec.seed}) already has {result.finished}/"
+            f"{spec.n_trials} trials finished: nothing to run (raise its budget with "
+            f"`hpsearch run --name {spec.name} --trials N`)"
+        )
+    else:
+        print(
+            f"study {spec.name!r} (seed {spec.seed}): {result.finished}/{spec.n_trials} trials "
+            f"finished in {result.outcome.wall_time_s:.1f} s with {result.outcome.workers} "
+            "worker(s)"
+        )
+        if not result.outcome.ok:
+            print(f"worker logs kept in {result.outcome.log_dir}", file=sys.stderr)
     if result.top:
         print(f"best trials by {spec.metric} ({spec.direction}):")
         _print_table(result.top, _TOP_COLUMNS)
     if result.mlflow:
         print(f"MLflow: {result.mlflow}")
-    return 0 if result.outcome.ok else 1
+    return 0 if result.ok else 1
 
 
 _SPEC_FLAGS = ("space", "dataset", "target", "trials", "epochs", "seed", "tiers", "sampler",
@@ -216,7 +236,10 @@ def cmd_create(args: argparse.Namespace) -> int:
     _quiet()
     spec, resumed = api.create_study(_request(args), args.storage)
     verb = "exists (same configuration): resume it" if resumed else "created"
-    print(f"study {spec.name!r} {verb}; join with: hpsearch worker {spec.name}")
+    print(
+        f"study {spec.name!r} {verb} (budget {spec.n_trials}, seed {spec.seed}); "
+        f"join with: hpsearch worker {spec.name}"
+    )
     return 0
 
 
@@ -259,7 +282,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             }
         )
     if not rows:
-        print("no studies")
+        from search.storage import absolute_storage_url, redact_url, resolve_storage_url
+
+        where = redact_url(absolute_storage_url(resolve_storage_url(args.storage)))
+        print(f"no studies in {where}")
         return 0
     _print_table(rows, tuple(rows[0]))
     return 0
@@ -300,13 +326,20 @@ def cmd_refine(args: argparse.Namespace) -> int:
     _quiet()
     if args.top < 1:
         raise StudyError(f"`--top` must be >= 1, but got {args.top}")
+    print(f"ranges narrowed around the best {args.top} trials of {args.study!r}:")
     spec, resumed = api.refine_study(
-        args.study, args.top, args.name, args.storage, n_trials=args.trials, seed=args.seed
+        args.study,
+        args.top,
+        args.name,
+        args.storage,
+        n_trials=args.trials,
+        seed=args.seed,
+        out=sys.stdout,
     )
     verb = "exists: resume it" if resumed else "created"
     print(
-        f"study {spec.name!r} {verb}, narrowed around the best {args.top} trials of "
-        f"{args.study!r}; run it with: hpsearch run --name {spec.name}  (or hpsearch worker)"
+        f"study {spec.name!r} (seed {spec.seed}) {verb}; run it with: "
+        f"hpsearch run --name {spec.name}  (or hpsearch worker)"
     )
     return 0
 
