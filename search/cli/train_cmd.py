@@ -14,10 +14,13 @@ import math
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trainers import ConfigError, TrainConfig, TrainResult, prepare_data, train
-from trainers.config import field_types
+from trainers import ConfigError, TrainConfig
+from trainers.config import field_types, ignored_fields
+
+if TYPE_CHECKING:
+    from trainers import TrainResult
 
 EXIT_DIVERGED = 3
 
@@ -48,8 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from trainers import prepare_data, train  # torch: imported only when training
+
     config = build_config(args)
     data = prepare_data(config)
+    if not args.json:
+        print(describe_config(config), flush=True)
     report = None if args.json else _print_epoch(config.epochs)
     result = train(config, data, report)
     if args.json:
@@ -66,11 +73,48 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then the TOML file, then the flags given on the command line."""
     values: dict[str, Any] = read_toml(args.config) if args.config else {}
     types = field_types()
+    flags = []
     for name, kind in types.items():
         given = getattr(args, name, None)
         if given is not None:
             values[name] = given if kind is bool else _parse(name, kind, given)
-    return TrainConfig.from_dict(values)
+            flags.append(name)
+    config = TrainConfig.from_dict(values)
+    # Only flags: a `--config` file (e.g. from `hpsearch best`) holds every field, read or not.
+    ignored = ignored_fields(config)
+    for name in flags:
+        if name in ignored:
+            raise ConfigError(
+                f"`--{name.replace('_', '-')}` would be ignored: {ignored[name]}, but got "
+                f"{name}={values[name]!r}"
+            )
+    return config
+
+
+# How `describe_config` groups the fields (TrainConfig's own sections).
+_GROUPS = {
+    "data": ("dataset", "target", "task", "normalization", "standardize_target",
+             "val_fraction", "test_fraction", "split_seed"),
+    "network": ("hidden_layers", "hidden_units", "activation", "init", "init_scale"),
+    "optimization": ("optimizer", "alpha", "beta", "beta1", "beta2", "epsilon", "batch_size",
+                     "epochs", "decay", "decay_rate", "decay_base", "decay_k",
+                     "decay_milestones", "decay_gamma"),
+    "run": ("seed", "device", "early_stopping_patience"),
+}  # fmt: skip
+
+
+def describe_config(config: TrainConfig) -> str:
+    """The configuration that runs, one line per group, without the fields it ignores."""
+    values, ignored = config.to_dict(), ignored_fields(config)
+    lines = ["configuration:"]
+    for group, names in _GROUPS.items():
+        shown = " ".join(f"{n}={_fmt(values[n])}" for n in names if n not in ignored)
+        lines.append(f"  {group:<13}{shown}")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
