@@ -77,6 +77,8 @@ class StudySpec:
     heartbeat_interval_s: int = 5
     grace_period_s: int = 20
     max_retries: int = 3  # attempts after an infrastructure failure, per trial
+    # What resolving found in the data (e.g. `dropped_rows`, with missing_target = "drop").
+    data_notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def heartbeat(self) -> Heartbeat:
@@ -245,6 +247,10 @@ class StudyRequest:
             heartbeat_interval_s=heartbeat.interval_s,
             grace_period_s=heartbeat.grace_s,
             max_retries=self.max_retries,
+            data_notes={
+                "rows": data.n_train + len(data.val_indices) + len(data.test_indices),
+                "dropped_rows": data.dropped_rows,
+            },
         )
 
 
@@ -448,6 +454,8 @@ def tracking_params(spec: StudySpec) -> dict[str, Any]:
         "direction": spec.direction, "pruner": spec.pruner,
     }  # fmt: skip
     params.update({f"train.{k}": v for k, v in spec.base.items()})
+    # e.g. data.dropped_rows: how many rows `missing_target = "drop"` left out
+    params.update({f"data.{k}": v for k, v in spec.data_notes.items()})
     return params
 
 

@@ -20,6 +20,7 @@ INITS = ("he", "xavier", "glorot_uniform", "default", "scaled_identity", "fixed_
 OPTIMIZERS = ("gd", "momentum", "rmsprop", "adam")
 DECAYS = ("none", "inverse_time", "exponential", "inverse_sqrt", "step")
 TASKS = ("auto", "classification", "regression")
+MISSING_TARGETS = ("refuse", "drop")
 
 
 class ConfigError(ValueError):
@@ -37,6 +38,8 @@ class TrainConfig:
     val_fraction: float = 0.2  # share of rows held out for validation
     test_fraction: float = 0.2  # share held out for the final test (only `retrain` reads it)
     split_seed: int = 0  # fixes the train/validation/test split (one per study)
+    drop: tuple[str, ...] = ()  # columns (features) left out before anything else, by name
+    missing_target: str = "refuse"  # rows whose target is missing: refuse | drop
 
     # --- network ------------------------------------------------------------------------
     hidden_layers: int = 2  # number of hidden layers (the lesson's "number of layers")
@@ -81,8 +84,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # Coerce TOML/CLI friendly forms once, so every consumer sees one type.
-        if isinstance(self.decay_milestones, list):
-            object.__setattr__(self, "decay_milestones", tuple(self.decay_milestones))
+        for name in ("decay_milestones", "drop"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         _validate(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +94,7 @@ class TrainConfig:
         out = dataclasses.asdict(self)
         out.pop("extra")
         out["decay_milestones"] = list(self.decay_milestones)
+        out["drop"] = list(self.drop)
         return out
 
     @classmethod
@@ -134,6 +139,7 @@ def _validate(c: TrainConfig) -> None:
         "optimizer": OPTIMIZERS,
         "decay": DECAYS,
         "task": TASKS,
+        "missing_target": MISSING_TARGETS,
     }
     for name, allowed in choices.items():
         value = getattr(c, name)
@@ -183,6 +189,8 @@ def _validate(c: TrainConfig) -> None:
         c.decay_milestones
     ) != sorted(set(c.decay_milestones)):
         raise _fail("decay_milestones", "must be increasing integers >= 1", c.decay_milestones)
+    if not isinstance(c.drop, tuple) or not all(isinstance(d, str) and d for d in c.drop):
+        raise _fail("drop", "must be a list of column names", c.drop)
     if not isinstance(c.dataset, str) or not c.dataset:
         raise _fail("dataset", "must be a non-empty name or path", c.dataset)
     if not isinstance(c.standardize_target, bool):

@@ -41,6 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     study.add_argument("--space", help="a built-in space name or a space TOML file")
     study.add_argument("--dataset", help="a built-in dataset, synthetic:N, or a .csv/.npz path")
     study.add_argument("--target", help="the target column of a CSV")
+    study.add_argument("--drop", help="columns to leave out, comma-separated: --drop name,notes")
+    study.add_argument(
+        "--missing-target",
+        choices=["refuse", "drop"],
+        help="rows whose target is missing: refuse (default) or drop them",
+    )
     study.add_argument("--trials", type=int, help="the budget of finished trials")
     study.add_argument("--epochs", type=int, help="epochs per trial")
     study.add_argument("--seed", type=int, help="the sampler's seed")
@@ -135,6 +141,8 @@ def _request(args: argparse.Namespace) -> Any:
     train = {
         "dataset": args.dataset or defaults.get("dataset"),
         "target": args.target,
+        "drop": _names(args.drop),
+        "missing_target": args.missing_target,
         # `is None`, not `or`: `--epochs 0` must reach validation, not become the default.
         "epochs": args.epochs if args.epochs is not None else defaults.get("epochs"),
         "device": args.device,
@@ -157,6 +165,10 @@ def _request(args: argparse.Namespace) -> Any:
         grace_period_s=args.grace_period,
         train={k: v for k, v in train.items() if v is not None},
     )
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [p.strip() for p in text.split(",") if p.strip()]
 
 
 def _workers(text: str | None, request: Any, has_file: bool) -> int | str:
@@ -214,8 +226,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-_SPEC_FLAGS = ("space", "dataset", "target", "trials", "epochs", "seed", "tiers", "sampler",
-               "metric", "direction", "pruner", "device", "no_tracking")  # fmt: skip
+_SPEC_FLAGS = ("space", "dataset", "target", "drop", "missing_target", "trials", "epochs",
+               "seed", "tiers", "sampler", "metric", "direction", "pruner", "device",
+               "no_tracking")  # fmt: skip
 
 
 def _only_a_name(args: argparse.Namespace) -> bool:

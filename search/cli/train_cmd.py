@@ -46,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         else:
             # Values are parsed here, not by argparse, so a bad one is a one-line ConfigError.
             hint = "comma-separated integers" if kind is tuple else kind.__name__
+            hint = "comma-separated names" if name in _NAME_LISTS else hint
             fields.add_argument(*flags, dest=name, metavar=hint.upper().split()[0], default=None)
     parser.set_defaults(handler=run_train)
 
@@ -57,10 +58,17 @@ def run_train(args: argparse.Namespace) -> int:
     data = prepare_data(config)
     if not args.json:
         print(describe_config(config), flush=True)
+        if data.dropped_rows:
+            print(f"dropped {data.dropped_rows} row(s) whose target is missing", flush=True)
     report = None if args.json else _print_epoch(config.epochs)
     result = train(config, data, report)
     if args.json:
-        print(json.dumps({"config": config.to_dict(), "result": _json_safe(result.to_dict())}))
+        printed = {
+            "config": config.to_dict(),
+            "data": {"dropped_rows": data.dropped_rows},
+            "result": _json_safe(result.to_dict()),
+        }
+        print(json.dumps(printed))
     else:
         _print_summary(result)
     if result.outcome == "diverged":
@@ -93,7 +101,8 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
 
 # How `describe_config` groups the fields (TrainConfig's own sections).
 _GROUPS = {
-    "data": ("dataset", "target", "task", "normalization", "standardize_target",
+    "data": ("dataset", "target", "task", "drop", "missing_target", "normalization",
+             "standardize_target",
              "val_fraction", "test_fraction", "split_seed"),
     "network": ("hidden_layers", "hidden_units", "activation", "init", "init_scale"),
     "optimization": ("optimizer", "alpha", "beta", "beta1", "beta2", "epsilon", "batch_size",
@@ -127,7 +136,13 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"`--config` file '{path}' is not valid TOML: {exc}") from None
 
 
+# Tuple fields of names, not numbers: `--drop name,notes`.
+_NAME_LISTS = ("drop",)
+
+
 def _parse(name: str, kind: type, text: str) -> Any:
+    if name in _NAME_LISTS:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
     try:
         if kind is tuple:
             return tuple(int(part) for part in text.split(",") if part.strip())
