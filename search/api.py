@@ -69,6 +69,7 @@ __all__ = [
     "run_study",
     "run_worker",
     "study_status",
+    "trials_dataframe",
     "trials_table",
 ]
 
@@ -395,6 +396,13 @@ def trials_table(name: str, storage: str | None = None) -> list[dict[str, Any]]:
     reason, retry_of, worker, MLflow run id."""
     _, study = _load(name, storage)
     return [_row(t) for t in study.get_trials(deepcopy=False)]
+
+
+def trials_dataframe(name: str, storage: str | None = None) -> Any:
+    """`trials_table` as a pandas DataFrame, one row per trial (for a notebook)."""
+    import pandas as pd
+
+    return pd.DataFrame(trials_table(name, storage))
 
 
 def best_trial(name: str, storage: str | None = None) -> FrozenTrial:

@@ -100,7 +100,10 @@ BAD_INPUT = [
         r"`--beta` would be ignored: only momentum and rmsprop read it, and optimizer='adam', "
         r"but got beta=0\.5",
     ),
-    (["--beta1", "0.8"], r"`--beta1` would be ignored: only adam read it, and optimizer='momentum'"),
+    (
+        ["--beta1", "0.8"],
+        r"`--beta1` would be ignored: only adam read it, and optimizer='momentum'",
+    ),
     (["--decay-rate", "0.5"], r"`--decay-rate` would be ignored: only decay='inverse_time'"),
 ]
 
