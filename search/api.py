@@ -226,6 +226,9 @@ def summarize(
     except StudyError:
         config = {}
     stored = summarize_study(ref, study, spec.metric, spec.direction, config)
+    from search.mlflow_ui import record_study_summary
+
+    record_study_summary(make_client(uri), spec.parent_run_id, study, spec.metric)
     try:
         make_client(uri).set_terminated(spec.parent_run_id, "FINISHED")
     except Exception as exc:  # the summary is a convenience: never fail the study over it
@@ -233,13 +236,26 @@ def summarize(
     return stored
 
 
-def mlflow_location(spec: StudySpec) -> str | None:
-    if spec.tracking_uri is None:
+def mlflow_link(spec: StudySpec, ui_url: str | None = None) -> str | None:
+    """The study's runs table in the MLflow UI (Model-training view, best trial first): on
+    its tracking server, else on `ui_url` (default: where `hpsearch ui` serves a local store).
+    None when the study does not track."""
+    from search.mlflow_ui import DEFAULT_UI_URL, runs_table_url, ui_base
+
+    if spec.tracking_uri is None or spec.experiment_id is None:
         return None
-    uri = spec.tracking_uri
-    if uri.startswith(("http://", "https://")):
-        return f"{uri.rstrip('/')}/#/experiments/{spec.experiment_id}"
-    return f"experiment {spec.name!r} (id {spec.experiment_id}) in {redact_url(uri)}: `hpsearch ui`"
+    base = ui_base(spec.tracking_uri) or ui_url or DEFAULT_UI_URL
+    return runs_table_url(base, spec.experiment_id, spec.metric, spec.direction)
+
+
+def mlflow_location(spec: StudySpec) -> str | None:
+    """`mlflow_link`, and for a local store how to start the UI that serves it."""
+    link = mlflow_link(spec)
+    if link is None or spec.tracking_uri is None:
+        return None
+    if spec.tracking_uri.startswith(("http://", "https://")):
+        return link
+    return f"{link}  (start the UI first: hpsearch ui)"
 
 
 def run_worker(
@@ -297,10 +313,14 @@ class StudyStatus:
     best_value: float | None
     best_trial: int | None
     outcomes: dict[str, int]  # finished trials by outcome: complete, pruned, diverged
+    mlflow: str | None = None  # the study's runs table in the MLflow UI (`mlflow_link`)
 
 
-def study_status(storage: str | None = None, name: str | None = None) -> list[StudyStatus]:
-    """Each hpsearch study in the storage (or only `name`): counts by state and outcome, best."""
+def study_status(
+    storage: str | None = None, name: str | None = None, *, ui_url: str | None = None
+) -> list[StudyStatus]:
+    """Each hpsearch study in the storage (or only `name`): counts by state and outcome, best,
+    and the link to its runs in the MLflow UI (a local store's on `ui_url`)."""
     url = _storage_url(storage)
     if name is not None:
         _require_store(url, name)
@@ -344,6 +364,7 @@ def study_status(storage: str | None = None, name: str | None = None) -> list[St
                     best_value,
                     best_number,
                     outcomes,
+                    mlflow_link(spec, ui_url),
                 )
             )
         return out

@@ -484,6 +484,10 @@ def create_study(spec: StudySpec, storage_url: str) -> tuple[StudySpec, bool]:
             spec = dataclasses.replace(
                 spec, experiment_id=str(ref.experiment_id), parent_run_id=str(ref.parent_run_id)
             )
+            from search.mlflow_ui import mark_classic_ml
+            from search.tracking._env import make_client
+
+            mark_classic_ml(make_client(spec.tracking_uri), spec.experiment_id or "")
         try:
             study = optuna.create_study(
                 storage=storage, study_name=spec.name, direction=spec.direction
@@ -495,6 +499,10 @@ def create_study(spec: StudySpec, storage_url: str) -> tuple[StudySpec, bool]:
                 raise _not_ours(spec.name, storage_url) from None
             return _resume(existing, spec, storage, storage_url), True
         study.set_user_attr(SPEC_ATTR, spec.to_json())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # Optuna's own tools (optuna-dashboard) show the metric's name, not "Objective 0".
+            study.set_metric_names([spec.metric])
         return spec, False
     finally:
         storage.engine.dispose()

@@ -279,7 +279,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     _quiet()
     rows = []
-    for s in api.study_status(args.storage, args.study):
+    statuses = api.study_status(args.storage, args.study)
+    for s in statuses:
         rows.append(
             {
                 "study": s.name,
@@ -301,6 +302,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"no studies in {where}")
         return 0
     _print_table(rows, tuple(rows[0]))
+    links = [(s.name, s.mlflow) for s in statuses if s.mlflow]
+    if links:
+        print("\nMLflow (a local store: start the UI first with `hpsearch ui`):")
+        for name, link in links:
+            print(f"  {name}: {link}")
     return 0
 
 
@@ -373,6 +379,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    from search import api
     from search.storage import absolute_storage_url, resolve_storage_url
     from search.tracking import default_tracking_uri
 
@@ -382,18 +389,72 @@ def cmd_ui(args: argparse.Namespace) -> int:
         uri, artifacts = default_tracking_uri(
             absolute_storage_url(resolve_storage_url(args.storage))
         )
+    served = f"http://{args.host}:{args.port}"
+    statuses = api.study_status(args.storage, ui_url=served)
     if uri.startswith(("http://", "https://")):
         print(f"MLflow is served at {uri}")
+        _print_links(statuses)
         return 0
     cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", uri,
            "--host", args.host, "--port", str(args.port)]  # fmt: skip
     if artifacts:
         cmd += ["--artifacts-destination", artifacts]
-    print(f"MLflow UI: http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
+    print(f"MLflow UI: {served}  (Ctrl-C to stop)", flush=True)
+    _print_links(statuses)
+    return run_until_stopped(cmd)
+
+
+def _print_links(statuses: list[Any]) -> None:
+    for s in statuses:
+        if s.mlflow:
+            print(f"  {s.name}: {s.mlflow}", flush=True)
+
+
+def run_until_stopped(cmd: list[str], stop_timeout_s: float = 10.0) -> int:
+    """Run a server until it exits or this process is stopped, however it is stopped
+    (Ctrl-C, SIGTERM from `kill`, SIGHUP from a closed terminal): then stop the server's
+    whole process group (`mlflow server` runs its own workers) and wait for it, so no
+    process is left holding the port."""
+    import signal
+
+    proc = subprocess.Popen(cmd, start_new_session=True)  # its own group, to stop as one
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return subprocess.call(cmd)
+        return proc.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_group(proc, stop_timeout_s)
+
+
+def _stop_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    import signal
+    import time
+
+    def signal_group(sig: int) -> bool:
+        try:
+            os.killpg(proc.pid, sig)
+            return True
+        except ProcessLookupError:
+            return False  # the group is gone
+
+    if not signal_group(signal.SIGTERM):
+        proc.poll()
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the leader, or the group never empties
+        if not signal_group(0):
+            return
+        time.sleep(0.1)
+    signal_group(signal.SIGKILL)
+    proc.wait()
 
 
 def _print_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:

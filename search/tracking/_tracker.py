@@ -40,6 +40,7 @@ from search.tracking._ops import (
     terminate_op,
 )
 from search.tracking._plots import learning_curves_png
+from search.tracking._run_names import trial_run_name
 from search.tracking._spool import (
     OnRunCreated,
     ReplayedRun,
@@ -140,7 +141,7 @@ class Tracker:
             previous.wait_created()  # its creation thread must be done with its outbox
             with self._io_lock:
                 previous._send_outbox()
-        run_name = f"trial-{trial_number}" + (f"-attempt-{attempt}" if attempt > 0 else "")
+        run_name = trial_run_name(trial_number, attempt, params)
         run_tags = {clean_key(k): clean_tag(v) for k, v in tags.items()}
         run_tags.update(
             {
