@@ -262,6 +262,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _quiet()
     if args.max_trials is not None and args.max_trials < 1:
         raise StudyError(f"`--max-trials` must be >= 1, but got {args.max_trials}")
+    _print_trial_lines()
     report = api.run_worker(
         args.study, args.storage, tracking_uri=args.tracking_uri, max_trials=args.max_trials
     )
@@ -272,6 +273,26 @@ def cmd_worker(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1 if "error" in report.stop_reason else 0
+
+
+# The worker logs one INFO record per finished trial on this logger; `hpsearch worker` prints
+# them as plain lines on stderr (so `hpsearch run`'s worker logs show progress too).
+TRIAL_LOGGER = "search.worker.trials"
+
+
+class _StderrLines(logging.Handler):
+    """Each record's message as one line on the current `sys.stderr`."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(record.getMessage(), file=sys.stderr, flush=True)
+
+
+def _print_trial_lines() -> None:
+    log = logging.getLogger(TRIAL_LOGGER)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    if not any(isinstance(h, _StderrLines) for h in log.handlers):
+        log.addHandler(_StderrLines())
 
 
 def cmd_status(args: argparse.Namespace) -> int:
