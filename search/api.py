@@ -142,13 +142,14 @@ def run_study(
     tracking_uri: str | None = None,
     progress: bool = True,
     out: TextIO | None = None,
+    keep_logs: bool = False,
 ) -> StudyRun:
     """Create or resume a study (a request, a spec, or the name of an existing study), run it
     with local worker processes, and summarize it (MLflow parent run, best trials).
 
     A study whose budget is already met returns at once (`already_done`), starting no worker.
-    A run that met its budget removes its worker logs; one that did not keeps them
-    (`outcome.log_dir`)."""
+    A run that met its budget removes its worker logs unless `keep_logs`; one that did not
+    keeps them (`outcome.log_dir`)."""
     from search.runner import run_study as _run
 
     url = _storage_url(storage)
@@ -172,7 +173,7 @@ def run_study(
             out=out,
         )
         finished = outcome.finished
-        if outcome.ok:
+        if outcome.ok and not keep_logs:
             shutil.rmtree(outcome.log_dir, ignore_errors=True)
         summarize(spec, url, tracking_uri=tracking_uri)
     rows = [r for r in trials_table(spec.name, url) if r["value"] is not None]

@@ -71,6 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--workers", help="worker processes: a number or 'auto' (default: 2)")
     run.add_argument("--workers-per-gpu", type=int, default=1)
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="keep the worker logs of a run that met its budget (a failed run always keeps them)",
+    )
     run.set_defaults(handler=cmd_run)
 
     create = sub.add_parser(
@@ -202,8 +207,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers_per_gpu=args.workers_per_gpu,
         tracking_uri=args.tracking_uri,
         progress=not args.no_progress,
+        keep_logs=args.keep_logs,
     )
     spec = result.spec
+    if args.keep_logs and result.outcome is not None:
+        print(f"worker logs kept in {result.outcome.log_dir}", file=sys.stderr)
     if result.outcome is None:
         print(
             f"study {spec.name!r} (seed {spec.seed}) already has {result.finished}/"
