@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from search.study import (
     StudySpec,
     load_spec,
     read_study_file,
+    request_from_spec,
     worker_tracking_uri,
 )
 from search.study import create_study as _create_study
@@ -69,23 +71,33 @@ __all__ = [
     "run_study",
     "run_worker",
     "study_status",
+    "trials_dataframe",
     "trials_table",
 ]
 
 _logger = logging.getLogger("search.api")
 
 
-def load_request(study_file: str | Path | None = None, **overrides: Any) -> StudyRequest:
-    """A `StudyRequest` from a study file (if any) with `overrides` (None values ignored).
+def load_request(
+    study_file: str | Path | None = None, *, base: StudyRequest | None = None, **overrides: Any
+) -> StudyRequest:
+    """A `StudyRequest` from a study file (or `base`, or the defaults) with `overrides` (None
+    values ignored).
 
-    `train` overrides are merged key by key into the file's [train] table.
+    `train` overrides are merged key by key into the file's [train] table. A `space` override
+    replaces an inline space.
     """
-    request = read_study_file(study_file) if study_file else StudyRequest()
+    if study_file:
+        request = read_study_file(study_file)
+    else:
+        request = dataclasses.replace(base) if base is not None else StudyRequest()
     for key, value in overrides.items():
         if value is None:
             continue
         if key == "train":
             request.train = {**request.train, **value}
+        elif key == "space":
+            request.space, request.space_toml = value, None
         elif not hasattr(request, key):
             raise StudyError(f"unknown study option {key!r}")
         else:
@@ -109,9 +121,18 @@ def create_study(
 class StudyRun:
     spec: StudySpec
     resumed: bool
-    outcome: RunOutcome
+    outcome: RunOutcome | None  # None: the budget was already met, no worker was started
     top: list[dict[str, Any]]
     mlflow: str | None  # where to look at the runs
+    finished: int = 0  # finished trials (complete, pruned, diverged) at the end
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is None or self.outcome.ok
+
+    @property
+    def already_done(self) -> bool:
+        return self.outcome is None
 
 
 def run_study(
@@ -123,42 +144,75 @@ def run_study(
     tracking_uri: str | None = None,
     progress: bool = True,
     out: TextIO | None = None,
+    keep_logs: bool = False,
 ) -> StudyRun:
     """Create or resume a study (a request, a spec, or the name of an existing study), run it
-    with local worker processes, and summarize it (MLflow parent run, best trials)."""
+    with local worker processes, and summarize it (MLflow parent run, best trials).
+
+    A study whose budget is already met returns at once (`already_done`), starting no worker.
+    A run that met its budget removes its worker logs unless `keep_logs`; one that did not
+    keeps them (`outcome.log_dir`)."""
     from search.runner import run_study as _run
 
-    url = absolute_storage_url(resolve_storage_url(storage))
+    url = _storage_url(storage)
     if isinstance(request, str):
+        _require_store(url, request)
         spec, resumed = load_spec(url, request), True
     else:
         if isinstance(request, StudyRequest) and request.workers is not None and workers == "auto":
             workers = request.workers
         spec, resumed = create_study(request, url)
-    outcome = _run(
-        spec,
-        url,
-        workers=workers,
-        workers_per_gpu=workers_per_gpu,
-        tracking_uri=tracking_uri,
-        progress=progress,
-        out=out,
-    )
-    # What a person looks for first now; the table and pictures from a detached process.
-    if summarize(spec, url, tracking_uri=tracking_uri, parts=("best",)):
-        summarize_later(spec, url, tracking_uri)
+    outcome: RunOutcome | None = None
+    finished = _finished(spec.name, url)
+    if finished < spec.n_trials:
+        outcome = _run(
+            spec,
+            url,
+            workers=workers,
+            workers_per_gpu=workers_per_gpu,
+            tracking_uri=tracking_uri,
+            progress=progress,
+            out=out,
+        )
+        finished = outcome.finished
+        if outcome.ok and not keep_logs:
+            shutil.rmtree(outcome.log_dir, ignore_errors=True)
+        # What a person looks for first now; the table and pictures from a detached process.
+        if summarize(spec, url, tracking_uri=tracking_uri, parts=("best",)):
+            summarize_later(spec, url, tracking_uri)
     rows = [r for r in trials_table(spec.name, url) if r["value"] is not None]
     rows.sort(key=lambda r: r["value"], reverse=spec.direction == "maximize")
-    return StudyRun(spec, resumed, outcome, rows[:5], mlflow_location(spec))
+    return StudyRun(spec, resumed, outcome, rows[:5], mlflow_location(spec), finished)
+
+
+def _finished(name: str, url: str) -> int:
+    rdb = open_storage(url)
+    try:
+        return count_trials(rdb, rdb.get_study_id_from_name(name)).finished
+    finally:
+        rdb.engine.dispose()
+
+
+def mlflow_link(spec: StudySpec, ui_url: str | None = None) -> str | None:
+    """The study's runs table in the MLflow UI (Model-training view, best trial first): on
+    its tracking server, else on `ui_url` (default: where `hpsearch ui` serves a local store).
+    None when the study does not track."""
+    from search.mlflow_ui import DEFAULT_UI_URL, runs_table_url, ui_base
+
+    if spec.tracking_uri is None or spec.experiment_id is None:
+        return None
+    base = ui_base(spec.tracking_uri) or ui_url or DEFAULT_UI_URL
+    return runs_table_url(base, spec.experiment_id, spec.metric, spec.direction)
 
 
 def mlflow_location(spec: StudySpec) -> str | None:
-    if spec.tracking_uri is None:
+    """`mlflow_link`, and for a local store how to start the UI that serves it."""
+    link = mlflow_link(spec)
+    if link is None or spec.tracking_uri is None:
         return None
-    uri = spec.tracking_uri
-    if uri.startswith(("http://", "https://")):
-        return f"{uri.rstrip('/')}/#/experiments/{spec.experiment_id}"
-    return f"experiment {spec.name!r} (id {spec.experiment_id}) in {redact_url(uri)}: `hpsearch ui`"
+    if spec.tracking_uri.startswith(("http://", "https://")):
+        return link
+    return f"{link}  (start the UI first: hpsearch ui)"
 
 
 def run_worker(
@@ -171,11 +225,39 @@ def run_worker(
     """Join `study_name` as one worker (this process) until its budget is met."""
     from search.worker import run_worker as _run_worker
 
-    url = resolve_storage_url(storage)
+    url = _storage_url(storage)
+    _require_store(url, study_name)
     return _run_worker(url, study_name, tracking_uri=tracking_uri, max_trials=max_trials)
 
 
 # --- reading results ----------------------------------------------------------------------------
+
+
+def _storage_url(storage: str | None) -> str:
+    """The storage URL, absolute (a message names the file wherever the command ran)."""
+    return absolute_storage_url(resolve_storage_url(storage))
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file `url` names when it does not exist (opening it would create it)."""
+    from search.storage import parse_storage_url
+
+    parsed = parse_storage_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(str(parsed.database))
+    return None if path.exists() else path
+
+
+def _require_store(url: str, name: str) -> None:
+    """Asking for a study in a folder that has none creates no file: refuse before opening."""
+    missing = _missing_sqlite_file(url)
+    if missing is not None:
+        raise StudyError(
+            f"no study named {name!r}: the storage file {str(missing)!r} does not exist (create "
+            "a study with `hpsearch run` or `hpsearch create`, or point `--storage` / "
+            "HPSEARCH_STORAGE at an existing one)"
+        )
 
 
 @dataclass(frozen=True)
@@ -188,11 +270,19 @@ class StudyStatus:
     best_value: float | None
     best_trial: int | None
     outcomes: dict[str, int]  # finished trials by outcome: complete, pruned, diverged
+    mlflow: str | None = None  # the study's runs table in the MLflow UI (`mlflow_link`)
 
 
-def study_status(storage: str | None = None, name: str | None = None) -> list[StudyStatus]:
-    """Each hpsearch study in the storage (or only `name`): counts by state and outcome, best."""
-    url = resolve_storage_url(storage)
+def study_status(
+    storage: str | None = None, name: str | None = None, *, ui_url: str | None = None
+) -> list[StudyStatus]:
+    """Each hpsearch study in the storage (or only `name`): counts by state and outcome, best,
+    and the link to its runs in the MLflow UI (a local store's on `ui_url`)."""
+    url = _storage_url(storage)
+    if name is not None:
+        _require_store(url, name)
+    elif _missing_sqlite_file(url) is not None:
+        return []
     rdb = open_storage(url)
     try:
         summaries = rdb.get_all_studies()
@@ -231,6 +321,7 @@ def study_status(storage: str | None = None, name: str | None = None) -> list[St
                     best_value,
                     best_number,
                     outcomes,
+                    mlflow_link(spec, ui_url),
                 )
             )
         return out
@@ -239,7 +330,10 @@ def study_status(storage: str | None = None, name: str | None = None) -> list[St
 
 
 def study_exists(name: str, storage: str | None = None) -> bool:
-    rdb = open_storage(resolve_storage_url(storage))
+    url = _storage_url(storage)
+    if _missing_sqlite_file(url) is not None:
+        return False
+    rdb = open_storage(url)
     try:
         return name in {s.study_name for s in rdb.get_all_studies()}
     finally:
@@ -247,7 +341,8 @@ def study_exists(name: str, storage: str | None = None) -> bool:
 
 
 def _load(name: str, storage: str | None) -> tuple[StudySpec, optuna.Study]:
-    url = resolve_storage_url(storage)
+    url = _storage_url(storage)
+    _require_store(url, name)
     spec = load_spec(url, name)
     return spec, optuna.load_study(study_name=name, storage=url)
 
@@ -281,6 +376,13 @@ def trials_table(name: str, storage: str | None = None) -> list[dict[str, Any]]:
     return [_row(t) for t in study.get_trials(deepcopy=False)]
 
 
+def trials_dataframe(name: str, storage: str | None = None) -> Any:
+    """`trials_table` as a pandas DataFrame, one row per trial (for a notebook)."""
+    import pandas as pd
+
+    return pd.DataFrame(trials_table(name, storage))
+
+
 def best_trial(name: str, storage: str | None = None) -> FrozenTrial:
     _, study = _load(name, storage)
     try:
@@ -307,7 +409,7 @@ def best_config_text(name: str, storage: str | None = None, fmt: str = "toml") -
         return json.dumps(config, indent=2) + "\n"
     if fmt != "toml":
         raise StudyError(f"`format` must be 'toml' or 'json', but got {fmt!r}")
-    spec = load_spec(resolve_storage_url(storage), name)
+    spec = load_spec(_storage_url(storage), name)
     header = (
         f"# best trial {trial.number} of study {name!r}: {spec.metric} = {trial.value}\n"
         "# train it again with: hpsearch train --config THIS_FILE\n"
@@ -323,32 +425,50 @@ def refine_study(
     *,
     n_trials: int | None = None,
     seed: int | None = None,
+    out: TextIO | None = None,
 ) -> tuple[StudySpec, bool]:
-    """Create `new_name`: the same study on a space narrowed around the best `top` trials."""
+    """Create `new_name`: the same study on a space narrowed around the best `top` trials.
+
+    Its seed (unless given) is the new name's own, so it draws new points; with `out`, each
+    searched parameter's range is printed there, old -> new.
+    """
     from spaces import Space, narrow
 
     spec, study = _load(name, storage)
     space = Space.from_toml(spec.space_toml, source=f"study {name}")
     narrowed = narrow(space, study.get_trials(deepcopy=False), top, spec.direction)
     narrowed = dataclasses.replace(narrowed, name=f"{narrowed.name}-refined")
-    request = StudyRequest(
+    if out is not None:
+        for line in narrowed_ranges(space, narrowed, spec.tiers):
+            print(line, file=out)
+    request = request_from_spec(
+        spec,
         name=new_name,
         space_toml=narrowed.to_toml(),
-        tiers=spec.tiers,
-        train=dict(spec.base),
-        metric=spec.metric,
-        direction=spec.direction,
-        sampler=spec.sampler,
-        seed=spec.seed if seed is None else seed,
+        seed=seed,  # None: the new name's own seed, so the narrowed space gets new points
         n_trials=spec.n_trials if n_trials is None else n_trials,
-        pruner=spec.pruner,
-        tracking_uri=spec.tracking_uri,
-        no_tracking=spec.tracking_uri is None,
-        heartbeat_interval_s=spec.heartbeat_interval_s,
-        grace_period_s=spec.grace_period_s,
-        max_retries=spec.max_retries,
     )
     return create_study(request, storage)
+
+
+def narrowed_ranges(before: Any, after: Any, tiers: int) -> list[str]:
+    """One line per searched parameter: `name: old -> new`, or why it was kept."""
+    lines = []
+    for old in before.searched(tiers):
+        new = after.param(old.name)
+        was, now = old.describe_range(), new.describe_range()
+        if was == now:
+            lines.append(f"  {old.name}: {was} (kept: the top trials spread over it)")
+        else:
+            lines.append(f"  {old.name}: {was} -> {now}")
+    return lines
+
+
+def request_for(name: str, storage: str | None = None) -> StudyRequest:
+    """The request of the existing study `name`, to change (e.g. its budget) and create again."""
+    url = _storage_url(storage)
+    _require_store(url, name)
+    return request_from_spec(load_spec(url, name))
 
 
 @dataclass

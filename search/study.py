@@ -23,6 +23,7 @@ import dataclasses
 import re
 import tomllib
 import warnings
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,8 @@ class StudySpec:
     heartbeat_interval_s: int = 5
     grace_period_s: int = 20
     max_retries: int = 3  # attempts after an infrastructure failure, per trial
+    # What resolving found in the data (e.g. `dropped_rows`, with missing_target = "drop").
+    data_notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def heartbeat(self) -> Heartbeat:
@@ -99,10 +102,12 @@ class StudySpec:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
-    def differences(self, other: StudySpec) -> list[str]:
+    def differences(self, other: StudySpec, *, ignore: tuple[str, ...] = ()) -> list[str]:
         """The identity fields whose values differ, each as `field: stored -> requested`."""
         out = []
         for name in IDENTITY_FIELDS:
+            if name in ignore:
+                continue
             mine, theirs = getattr(self, name), getattr(other, name)
             if name == "space_toml":
                 if not _same_space(mine, theirs):
@@ -148,7 +153,7 @@ class StudyRequest:
     metric: str | None = None  # None: the task's default metric
     direction: str | None = None  # None: from the metric
     sampler: str | None = None  # None: the space's preferred sampler, else "random"
-    seed: int = 0
+    seed: int | None = None  # None: derived from the study's name (`default_seed`)
     n_trials: int = 20
     pruner: str = "none"
     tracking_uri: str | None = None  # None: the default (env or local store) unless no_tracking
@@ -169,7 +174,10 @@ class StudyRequest:
 
         _check_int("trials", self.n_trials, low=1)
         _check_int("tiers", self.tiers, low=1)
-        _check_int("seed", self.seed, low=0)
+        if self.seed is not None:
+            _check_int("seed", self.seed, low=0)
+        if self.name is not None:
+            check_study_name(self.name)  # an empty name is refused, never replaced
         _check_int("max_retries", self.max_retries, low=0)
         heartbeat = Heartbeat(self.heartbeat_interval_s, self.grace_period_s)
         if self.pruner not in PRUNERS:
@@ -185,7 +193,7 @@ class StudyRequest:
             space_name = self.space
         space_toml = space.to_toml()
         sampler = self.sampler or space.sampler or "random"
-        make_sampler(sampler, self.seed, space)  # SpaceError for grid or unknown names
+        make_sampler(sampler, self.seed or 0, space)  # SpaceError for grid or unknown names
 
         # The dataset is loaded once here, on the CPU, so a typo fails before anything exists.
         data = prepare_data(config.replace(device="cpu"))
@@ -206,8 +214,11 @@ class StudyRequest:
                 f"`direction` must be one of {list(DIRECTIONS)}, but got {direction!r}"
             )
 
-        name = self.name or default_study_name(config.dataset, space_name)
+        name = (
+            self.name if self.name is not None else default_study_name(config.dataset, space_name)
+        )
         check_study_name(name)
+        seed = self.seed if self.seed is not None else default_seed(name)
         tracking_uri = artifact_location = None
         if not self.no_tracking:
             if self.tracking_uri:
@@ -227,7 +238,7 @@ class StudyRequest:
             metric=metric,
             direction=direction,
             sampler=sampler,
-            seed=self.seed,
+            seed=seed,
             n_trials=self.n_trials,
             pruner=self.pruner,
             tracking_uri=tracking_uri,
@@ -235,6 +246,10 @@ class StudyRequest:
             heartbeat_interval_s=heartbeat.interval_s,
             grace_period_s=heartbeat.grace_s,
             max_retries=self.max_retries,
+            data_notes={
+                "rows": data.n_train + len(data.val_indices) + len(data.test_indices),
+                "dropped_rows": data.dropped_rows,
+            },
         )
 
 
@@ -249,15 +264,49 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None
 def check_study_name(name: str) -> None:
     if not isinstance(name, str) or not _NAME_RULE.match(name):
         raise StudyError(
-            "a study name must be 1-200 letters, digits or `_.:@+-`, starting with a letter or "
-            f"digit, but got {name!r}"
+            "`name` (the study name) must be 1-200 letters, digits or `_.:@+-`, starting with a "
+            f"letter or digit, but got name={name!r}"
         )
 
 
 def default_study_name(dataset: str, space_name: str) -> str:
+    """DATASET-SPACE: a file's stem (`data/cars.csv` -> `cars`), a built-in's name as is, so
+    two studies on two datasets in one folder never collide (`digits` + `lesson`: the demo's
+    `digits-lesson`)."""
     stem = Path(dataset).stem if ("/" in dataset or "." in dataset) else dataset
     space = Path(space_name).stem
-    return re.sub(r"[^A-Za-z0-9_.:@+-]", "-", f"{stem}-{space}")
+    name = re.sub(r"[^A-Za-z0-9_.:@+-]", "-", f"{stem}-{space}")
+    return name if name[0].isalnum() else f"s{name}"
+
+
+def default_seed(name: str) -> int:
+    """The sampler's seed when none is given: stable for one name, different across names, so
+    a study and its `refine`d successor (or two studies on two datasets) draw different points.
+    A CRC, not `hash()`: Python salts `hash(str)` per process."""
+    return zlib.crc32(name.encode()) % 1_000_000
+
+
+def request_from_spec(spec: StudySpec, **changes: Any) -> StudyRequest:
+    """The request that resolves to `spec` again (the space inline, as stored), with `changes`:
+    how `refine` derives a study and how `run --name X --trials N` grows one."""
+    request = StudyRequest(
+        name=spec.name,
+        space_toml=spec.space_toml,
+        tiers=spec.tiers,
+        train=dict(spec.base),
+        metric=spec.metric,
+        direction=spec.direction,
+        sampler=spec.sampler,
+        seed=spec.seed,
+        n_trials=spec.n_trials,
+        pruner=spec.pruner,
+        tracking_uri=spec.tracking_uri,
+        no_tracking=spec.tracking_uri is None,
+        heartbeat_interval_s=spec.heartbeat_interval_s,
+        grace_period_s=spec.grace_period_s,
+        max_retries=spec.max_retries,
+    )
+    return dataclasses.replace(request, **changes)
 
 
 # --- study files ----------------------------------------------------------------------------
@@ -404,6 +453,8 @@ def tracking_params(spec: StudySpec) -> dict[str, Any]:
         "direction": spec.direction, "pruner": spec.pruner,
     }  # fmt: skip
     params.update({f"train.{k}": v for k, v in spec.base.items()})
+    # e.g. data.dropped_rows: how many rows `missing_target = "drop"` left out
+    params.update({f"data.{k}": v for k, v in spec.data_notes.items()})
     return params
 
 
@@ -418,7 +469,7 @@ def create_study(spec: StudySpec, storage_url: str) -> tuple[StudySpec, bool]:
     try:
         existing = _stored_spec(storage, spec.name)
         if existing is not None:
-            return _resume(existing, spec, storage_url), True
+            return _resume(existing, spec, storage, storage_url), True
         if spec.tracking_uri is not None:
             from search.tracking import ensure_study_run
 
@@ -432,6 +483,10 @@ def create_study(spec: StudySpec, storage_url: str) -> tuple[StudySpec, bool]:
             spec = dataclasses.replace(
                 spec, experiment_id=str(ref.experiment_id), parent_run_id=str(ref.parent_run_id)
             )
+            from search.mlflow_ui import mark_classic_ml
+            from search.tracking._env import make_client
+
+            mark_classic_ml(make_client(ref.tracking_uri), spec.experiment_id or "")
         try:
             study = optuna.create_study(
                 storage=storage,
@@ -443,22 +498,74 @@ def create_study(spec: StudySpec, storage_url: str) -> tuple[StudySpec, bool]:
             existing = _stored_spec(storage, spec.name, wait_s=10.0)
             if existing is None:
                 raise _not_ours(spec.name, storage_url) from None
-            return _resume(existing, spec, storage_url), True
+            return _resume(existing, spec, storage, storage_url), True
         study.set_user_attr(SPEC_ATTR, spec.to_json())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # Optuna's own tools (optuna-dashboard) show the metric's name, not "Objective 0".
+            study.set_metric_names([spec.metric])
         return spec, False
     finally:
         storage.engine.dispose()
 
 
-def _resume(existing: StudySpec, requested: StudySpec, storage_url: str) -> StudySpec:
-    diffs = existing.differences(requested)
+def _resume(existing: StudySpec, requested: StudySpec, storage: Any, storage_url: str) -> StudySpec:
+    """The stored spec, its budget raised when `requested` asks for more trials.
+
+    The budget is the one identity field that may change: raising it keeps every finished
+    trial (trial n's configuration depends only on the seed and n, so the new trials are the
+    ones a bigger study would have drawn) and runs the difference. Lowering it is refused: the
+    finished trials would no longer match the budget they were drawn for.
+    """
+    diffs = existing.differences(requested, ignore=("n_trials",))
     if diffs:
         raise StudyError(
             f"a study named {existing.name!r} already exists in {redact_url(storage_url)!r} "
             f"with a different configuration ({'; '.join(diffs)}); resume it with the same "
             "settings or choose another --name"
         )
-    return existing
+    if requested.n_trials < existing.n_trials:
+        raise StudyError(
+            f"`trials` of the existing study {existing.name!r} can only grow, but got "
+            f"trials={requested.n_trials} < its {existing.n_trials}; choose another --name for "
+            "a smaller study"
+        )
+    if requested.n_trials == existing.n_trials:
+        return existing
+    return grow_budget(existing, requested.n_trials, storage)
+
+
+# Set once a study's summary is stored in MLflow (`search.api.summarize`); cleared when its
+# budget grows, so that the grown study is summarized again at its new end.
+SUMMARIZED_ATTR = "hpsearch:summarized"
+
+
+def grow_budget(spec: StudySpec, n_trials: int, storage: Any) -> StudySpec:
+    """Store `spec` with budget `n_trials` (workers read it when they start) and reopen its
+    MLflow parent run, which the study's end had closed."""
+    grown = dataclasses.replace(spec, n_trials=n_trials)
+    study_id = storage.get_study_id_from_name(spec.name)
+    storage.set_study_user_attr(study_id, SPEC_ATTR, grown.to_json())
+    storage.set_study_system_attr(study_id, SUMMARIZED_ATTR, False)
+    if spec.tracking_uri is not None and spec.parent_run_id is not None:
+        _reopen_parent_run(grown)
+    return grown
+
+
+def _reopen_parent_run(spec: StudySpec) -> None:
+    import logging
+
+    from search.tracking._env import make_client
+
+    assert spec.tracking_uri is not None and spec.parent_run_id is not None
+    try:
+        client = make_client(spec.tracking_uri)
+        client.update_run(spec.parent_run_id, status="RUNNING")
+        client.set_tag(spec.parent_run_id, "hpsearch.n_trials", str(spec.n_trials))
+    except Exception as exc:  # a convenience: the budget is in the study, not in MLflow
+        logging.getLogger("search.study").warning(
+            "could not reopen the study's MLflow run: %s", redact_url(str(exc))
+        )
 
 
 def _not_ours(name: str, storage_url: str) -> StudyError:

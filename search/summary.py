@@ -22,11 +22,10 @@ from optuna.trial import TrialState
 
 from search.optuna_internals import study_storage
 from search.storage import STORAGE_ENV, absolute_storage_url, redact_url, resolve_storage_url
-from search.study import StudySpec, load_spec, worker_tracking_uri
+from search.study import SUMMARIZED_ATTR, StudySpec, load_spec, worker_tracking_uri
 
 _logger = logging.getLogger("search.summary")
 
-SUMMARIZED_ATTR = "hpsearch:summarized"
 ALL_PARTS = ("best", "table", "pictures")
 LATER_PARTS = ("table", "pictures")
 # Set for the workers `hpsearch run` starts: it summarizes the study itself.
@@ -75,6 +74,13 @@ def summarize(
     config = dict(stored_config) if isinstance(stored_config, Mapping) else {}
     stored = summarize_study(ref, study, spec.metric, spec.direction, config, parts)
     if first:
+        from search.mlflow_ui import record_study_summary
+
+        try:
+            # The best value, counts by outcome and best parameters, on the study's run.
+            record_study_summary(make_client(uri), spec.parent_run_id, study, spec.metric)
+        except Exception as exc:
+            _logger.warning("could not record the study's summary: %s", redact_url(str(exc)))
         try:
             make_client(uri).set_terminated(spec.parent_run_id, "FINISHED")
         except Exception as exc:  # the summary is a convenience: never fail the study over it

@@ -40,3 +40,15 @@ def load_space(name_or_path: str | os.PathLike[str]) -> Space:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpaceError(f"{text_name}: cannot read the space file: {exc}") from None
     return Space.from_toml(text, source=text_name)
+
+
+def space_source(name_or_path: str | os.PathLike[str]) -> tuple[str, str]:
+    """Where a space comes from and its text as written (comments kept): what a user copies
+    and edits. The text is validated first (`SpaceError` as `load_space` raises it)."""
+    load_space(name_or_path)
+    text_name = os.fspath(name_or_path)
+    if text_name in BUILTIN_SPACES and not Path(text_name).is_file():
+        entry = resources.files("spaces").joinpath("builtin", f"{text_name}.toml")
+        return str(entry), entry.read_text(encoding="utf-8")
+    path = Path(text_name)
+    return str(path.resolve()), path.read_text(encoding="utf-8")

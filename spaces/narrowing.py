@@ -39,7 +39,8 @@ def narrow(
     best k trials, on the scale it is drawn uniformly on (log for log, the exponent for pow2,
     log(1 - beta) for beta), widened on each side by `margin` times that span (at least
     `min_fraction` of the original span, so that k = 1 does not collapse to a point) and
-    clipped to the original bounds. Integers round outwards. A categorical keeps the choices
+    clipped to the original bounds. Integers round inwards (see `_int_bounds`). A categorical
+    keeps the choices
     seen among the best k. Tiers, scales and conditions are kept; each default becomes the
     best trial's value. Parameters the best trials never drew keep their bounds.
     """
@@ -122,7 +123,7 @@ def _narrow_param(
     new_lo = dist.low if min(xs) - pad <= lo_s else p.from_scale(min(xs) - pad)
     new_hi = dist.high if max(xs) + pad >= hi_s else p.from_scale(max(xs) + pad)
     if p.kind == "int":
-        new_lo, new_hi = max(math.floor(new_lo), dist.low), min(math.ceil(new_hi), dist.high)
+        new_lo, new_hi = _int_bounds(xs, pad, int(dist.low), int(dist.high))
     # Back from drawn bounds to value bounds (1 - x swaps them; 2 ** k for pow2).
     low, high = sorted((p.derive(new_lo), p.derive(new_hi)))
     if new_lo == dist.low and new_hi == dist.high:
@@ -135,3 +136,18 @@ def _narrow_param(
         high = p.high if new_hi == dist.high else high
     default = min(max(best_value, low), high)
     return dataclasses.replace(p, low=low, high=high, default=default)
+
+
+def _int_bounds(xs: list[float], pad: float, low: int, high: int) -> tuple[int, int]:
+    """An integer's narrowed bounds (on its drawn scale: the value, or pow2's exponent).
+
+    The padded range rounded *inwards*: the seen values are integers, so a pad under one step
+    adds nothing, and trials that agree on 1..2 layers narrow 1..4 to 1..2 (rounding outwards
+    made it 1..3, and most integer ranges never narrowed). Trials that all agree on one value
+    keep one step on each side, so that the refined study still searches.
+    """
+    seen_lo, seen_hi = round(min(xs)), round(max(xs))
+    lo, hi = math.ceil(min(xs) - pad - 1e-9), math.floor(max(xs) + pad + 1e-9)
+    if seen_lo == seen_hi:
+        lo, hi = min(lo, seen_lo - 1), max(hi, seen_hi + 1)
+    return max(lo, low), min(hi, high)

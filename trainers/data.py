@@ -22,7 +22,7 @@ from trainers.device import resolve_device
 from trainers.errors import DataError
 
 DATA_FIELDS = (
-    "dataset", "target", "task", "normalization", "standardize_target",
+    "dataset", "target", "task", "drop", "missing_target", "normalization", "standardize_target",
     "val_fraction", "test_fraction", "split_seed",
 )  # fmt: skip
 
@@ -65,6 +65,11 @@ class DeviceData:
     @property
     def n_outputs(self) -> int:
         return len(self.class_names) if self.task == "classification" else 1
+
+    @property
+    def dropped_rows(self) -> int:
+        """Rows left out because their target was missing (`missing_target = "drop"`)."""
+        return self._raw.dropped_rows
 
     @property
     def n_train(self) -> int:

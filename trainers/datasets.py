@@ -22,6 +22,7 @@ stays quick.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ class RawDataset:
     categorical_names: list[str]
     y: np.ndarray  # int64 class indices (classification) or float64 values (regression)
     class_names: list[str] = field(default_factory=list)
+    dropped_rows: int = 0  # rows with a missing target, left out (`missing_target = "drop"`)
 
     @property
     def n_rows(self) -> int:
@@ -59,7 +61,9 @@ class RawDataset:
 
 def raw_cache_key(config: TrainConfig) -> tuple[object, ...]:
     """The fields a raw load depends on; a file's size and mtime make an edited file reload."""
-    key: tuple[object, ...] = (config.dataset, config.target, config.task)
+    key: tuple[object, ...] = (
+        config.dataset, config.target, config.task, config.drop, config.missing_target,
+    )  # fmt: skip
     path = Path(config.dataset)
     if path.suffix.lower() in (".csv", ".npz") and path.is_file():
         stat = path.stat()
@@ -68,24 +72,59 @@ def raw_cache_key(config: TrainConfig) -> tuple[object, ...]:
 
 
 def load_raw(config: TrainConfig) -> RawDataset:
-    """Load `config.dataset` with the target and task the config asks for (DataError if not)."""
+    """Load `config.dataset` with the target and task the config asks for (DataError if not),
+    without the columns in `config.drop` and, with `missing_target = "drop"`, without the rows
+    whose target is missing."""
     name = config.dataset
     if name in BUILTINS:
-        return _load_builtin(name, config.task)
+        return drop_columns(_load_builtin(name, config.task), config.drop)
     if name.startswith("synthetic:"):
-        return _load_synthetic(name, config.task)
+        return drop_columns(_load_synthetic(name, config.task), config.drop)
     suffix = Path(name).suffix.lower()
     if suffix in (".csv", ".npz"):
         if not Path(name).is_file():
             raise DataError(f"dataset file {name!r} does not exist (or is not a file)")
         target = config.target or DEFAULT_TARGET
         if suffix == ".csv":
-            return _load_csv(Path(name), target, config.task)
-        return _load_npz(Path(name), target, config.task)
+            return _load_csv(Path(name), target, config.task, config.drop, config.missing_target)
+        raw = _load_npz(Path(name), target, config.task, config.missing_target)
+        return drop_columns(raw, config.drop)
     raise DataError(
         f"`dataset` must be one of {list(BUILTINS)}, 'synthetic:N[:F[:C]]', or a path ending "
         f"in .csv or .npz, but got dataset={name!r}"
     )
+
+
+def drop_columns(raw: RawDataset, drop: tuple[str, ...]) -> RawDataset:
+    """`raw` without the feature columns named in `drop` (every name must be one of them)."""
+    if not drop:
+        return raw
+    names = raw.numeric_names + raw.categorical_names
+    _check_drop(drop, names, raw.source, target=None)
+    keep_num = [i for i, n in enumerate(raw.numeric_names) if n not in drop]
+    keep_cat = [i for i, n in enumerate(raw.categorical_names) if n not in drop]
+    if not keep_num and not keep_cat:
+        raise DataError(f"`drop` leaves no feature column of {raw.source!r}: {list(drop)}")
+    return dataclasses.replace(
+        raw,
+        numeric=raw.numeric[:, keep_num],
+        numeric_names=[raw.numeric_names[i] for i in keep_num],
+        categorical=raw.categorical[:, keep_cat],
+        categorical_names=[raw.categorical_names[i] for i in keep_cat],
+    )
+
+
+def _check_drop(drop: tuple[str, ...], columns: list[str], source: str, target: str | None) -> None:
+    if target is not None and target in drop:
+        raise DataError(
+            f"`drop` must not name the target column {target!r} of '{source}' (set `target` to "
+            "another column to predict it instead)"
+        )
+    unknown = [d for d in drop if d not in columns]
+    if unknown:
+        raise DataError(
+            f"`drop` names column(s) {unknown} that are not in '{source}' (its columns: {columns})"
+        )
 
 
 def _load_builtin(name: str, task: str) -> RawDataset:
@@ -136,7 +175,9 @@ def _load_synthetic(name: str, task: str) -> RawDataset:
     )  # fmt: skip
 
 
-def _load_csv(path: Path, target: str, task: str) -> RawDataset:
+def _load_csv(
+    path: Path, target: str, task: str, drop: tuple[str, ...] = (), missing_target: str = "refuse"
+) -> RawDataset:
     import pandas as pd
 
     try:
@@ -147,11 +188,26 @@ def _load_csv(path: Path, target: str, task: str) -> RawDataset:
         raise DataError(f"dataset file '{path}' is not a readable CSV: {exc}") from None
     if len(frame) == 0:
         raise DataError(f"dataset file '{path}' has a header but no data rows")
+    frame.columns = [str(c) for c in frame.columns]
     if target not in frame.columns:
         raise DataError(
-            f"target column {target!r} is not in '{path}' (set `target` to one of its "
-            f"columns: {[str(c) for c in frame.columns]})"
+            f"target column {target!r} is not in '{path}' (set `target` (--target) to one of "
+            f"its columns: {list(frame.columns)})"
         )
+    _check_drop(drop, list(frame.columns), str(path), target)
+    frame = frame.drop(columns=list(drop))
+    missing = frame[target].isna()
+    dropped = int(missing.sum())
+    if dropped and missing_target != "drop":
+        raise DataError(
+            f"target column {target!r} of '{path}' has {dropped} missing value(s); a target "
+            'cannot be imputed: drop those rows with `missing_target = "drop"` '
+            "(--missing-target drop), or fill them in the file"
+        )
+    if dropped:
+        frame = frame[~missing].reset_index(drop=True)
+        if len(frame) == 0:
+            raise DataError(f"every row of '{path}' has a missing target {target!r}")
     y_series = frame[target]
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
@@ -167,29 +223,26 @@ def _load_csv(path: Path, target: str, task: str) -> RawDataset:
         raise DataError(
             f"categorical column(s) {sorted(too_many)} of '{path}' have more than "
             f"{MAX_CATEGORY_LEVELS} distinct values ({too_many}); one-hot encoding them would "
-            f"make a column per value: drop them or encode them as numbers"
+            f"make a column per value: leave them out with `drop` (--drop "
+            f"{','.join(sorted(too_many))}), or encode them as numbers"
         )
     numeric = features[numeric_cols].to_numpy(dtype=np.float64, na_value=np.nan)
     categorical = np.empty((len(frame), len(categorical_cols)), dtype=object)
     for j, col in enumerate(categorical_cols):
         values = features[col]
         categorical[:, j] = [None if pd.isna(v) else str(v) for v in values]
-    if y_series.isna().any():
-        raise DataError(
-            f"target column {target!r} of '{path}' has {int(y_series.isna().sum())} missing "
-            f"value(s); a target cannot be imputed: drop or fill those rows"
-        )
     if pd.api.types.is_numeric_dtype(y_series) and not pd.api.types.is_bool_dtype(y_series):
         y = y_series.to_numpy(dtype=np.float64)
     else:
         y = y_series.astype(str).to_numpy(dtype=object)
-    return _finish(
+    raw = _finish(
         str(path), numeric, [str(c) for c in numeric_cols], categorical,
         [str(c) for c in categorical_cols], y, target, task, None,
     )  # fmt: skip
+    return dataclasses.replace(raw, dropped_rows=dropped)
 
 
-def _load_npz(path: Path, target: str, task: str) -> RawDataset:
+def _load_npz(path: Path, target: str, task: str, missing_target: str = "refuse") -> RawDataset:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
@@ -229,9 +282,20 @@ def _load_npz(path: Path, target: str, task: str) -> RawDataset:
         raise DataError(f"feature array of '{path}' must be numeric, but got dtype {x.dtype}")
     if not np.issubdtype(y.dtype, np.number):
         y = y.astype(str).astype(object)
-    return _finish(
+    dropped = 0
+    if y.dtype != object and np.isnan(y.astype(np.float64)).any():
+        missing = np.isnan(y.astype(np.float64))
+        dropped = int(missing.sum())
+        if missing_target != "drop":
+            raise DataError(
+                f"target {target!r} of '{path}' has {dropped} missing (NaN) value(s); drop "
+                'those rows with `missing_target = "drop"` (--missing-target drop)'
+            )
+        x, y = x[~missing], y[~missing]
+    raw = _finish(
         str(path), x.astype(np.float64), names, _no_categories(x), [], y, target, task, None
     )
+    return dataclasses.replace(raw, dropped_rows=dropped)
 
 
 def _no_categories(x: np.ndarray) -> np.ndarray:

@@ -23,6 +23,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     show = verbs.add_parser("show", help="print a space's parameters, tier by tier")
     show.add_argument("space", metavar="NAME|FILE")
+    show.add_argument(
+        "--toml",
+        action="store_true",
+        help="print the space file itself, to copy and edit: "
+        "hpsearch space show lesson --toml > my_space.toml",
+    )
     show.set_defaults(handler=show_space)
 
     validate = verbs.add_parser("validate", help="check a space file; exit 2 with the reason")
@@ -43,9 +49,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def show_space(args: argparse.Namespace) -> int:
     from spaces import load_space
+    from spaces.loader import space_source
 
+    where, text = space_source(args.space)
+    if args.toml:
+        # The file as written, comments and all (they say why each range is what it is).
+        print(f"# {args.space}: {where}")
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return 0
     space = load_space(args.space)
-    print(f"space {space.name!r} ({space.source}): {space.description}".rstrip(": "))
+    print(f"space {space.name!r} ({where}): {space.description}".rstrip(": "))
     rows = [["tier", "name", "kind", "range", "scale", "default", "condition"]]
     for p in sorted(space.params, key=lambda p: p.tier):  # stable: file order inside a tier
         rows.append(

@@ -23,7 +23,8 @@ from typing import Any
 from search.errors import StudyError
 
 # `hpsearch run` / `create` with no study file: the README's first command.
-DEFAULT_RUN = {"name": "digits-lesson", "dataset": "digits", "epochs": 10, "trials": 12}
+# Its name is the default DATASET-SPACE one, `digits-lesson`, like every other study's.
+DEFAULT_RUN = {"dataset": "digits", "epochs": 10, "trials": 12}
 DEFAULT_RUN_WORKERS = 2
 
 
@@ -40,6 +41,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     study.add_argument("--space", help="a built-in space name or a space TOML file")
     study.add_argument("--dataset", help="a built-in dataset, synthetic:N, or a .csv/.npz path")
     study.add_argument("--target", help="the target column of a CSV")
+    study.add_argument("--drop", help="columns to leave out, comma-separated: --drop name,notes")
+    study.add_argument(
+        "--missing-target",
+        choices=["refuse", "drop"],
+        help="rows whose target is missing: refuse (default) or drop them",
+    )
     study.add_argument("--trials", type=int, help="the budget of finished trials")
     study.add_argument("--epochs", type=int, help="epochs per trial")
     study.add_argument("--seed", type=int, help="the sampler's seed")
@@ -64,6 +71,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--workers", help="worker processes: a number or 'auto' (default: 2)")
     run.add_argument("--workers-per-gpu", type=int, default=1)
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="keep the worker logs of a run that met its budget (a failed run always keeps them)",
+    )
     run.set_defaults(handler=cmd_run)
 
     create = sub.add_parser(
@@ -120,19 +132,30 @@ def _quiet() -> None:
 
 
 def _request(args: argparse.Namespace) -> Any:
+    """The request the flags describe: over a study file, over an existing study named by
+    `--name` (so `run --name X --trials 50` grows X as it was created), or over the demo's
+    defaults. The name defaults to DATASET-SPACE (the demo: `digits-lesson`)."""
     from search import api
 
-    defaults = {} if args.study_file else DEFAULT_RUN
+    if args.name is not None and not args.name.strip():
+        raise StudyError(f"`--name` must be a non-empty study name, but got --name={args.name!r}")
+    base = None
+    if args.study_file is None and args.name and api.study_exists(args.name, args.storage):
+        base = api.request_for(args.name, args.storage)
+    defaults = {} if args.study_file or base else DEFAULT_RUN
     train = {
         "dataset": args.dataset or defaults.get("dataset"),
         "target": args.target,
+        "drop": _names(args.drop),
+        "missing_target": args.missing_target,
         # `is None`, not `or`: `--epochs 0` must reach validation, not become the default.
         "epochs": args.epochs if args.epochs is not None else defaults.get("epochs"),
         "device": args.device,
     }
     return api.load_request(
         args.study_file,
-        name=args.name or defaults.get("name"),
+        base=base,
+        name=args.name,
         space=args.space,
         tiers=args.tiers,
         n_trials=args.trials if args.trials is not None else defaults.get("trials"),
@@ -147,6 +170,10 @@ def _request(args: argparse.Namespace) -> Any:
         grace_period_s=args.grace_period,
         train={k: v for k, v in train.items() if v is not None},
     )
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [p.strip() for p in text.split(",") if p.strip()]
 
 
 def _workers(text: str | None, request: Any, has_file: bool) -> int | str:
@@ -182,22 +209,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers_per_gpu=args.workers_per_gpu,
         tracking_uri=args.tracking_uri,
         progress=not args.no_progress,
+        keep_logs=args.keep_logs,
     )
     spec = result.spec
-    print(
-        f"study {spec.name!r}: {result.outcome.finished}/{spec.n_trials} trials finished "
-        f"in {result.outcome.wall_time_s:.1f} s with {result.outcome.workers} worker(s)"
-    )
+    if args.keep_logs and result.outcome is not None:
+        print(f"worker logs kept in {result.outcome.log_dir}", file=sys.stderr)
+    if result.outcome is None:
+        print(
+            f"study {spec.name!r} (seed {spec.seed}) already has {result.finished}/"
+            f"{spec.n_trials} trials finished: nothing to run (raise its budget with "
+            f"`hpsearch run --name {spec.name} --trials N`)"
+        )
+    else:
+        print(
+            f"study {spec.name!r} (seed {spec.seed}): {result.finished}/{spec.n_trials} trials "
+            f"finished in {result.outcome.wall_time_s:.1f} s with {result.outcome.workers} "
+            "worker(s)"
+        )
+        if not result.outcome.ok:
+            print(f"worker logs kept in {result.outcome.log_dir}", file=sys.stderr)
     if result.top:
         print(f"best trials by {spec.metric} ({spec.direction}):")
         _print_table(result.top, _TOP_COLUMNS)
     if result.mlflow:
         print(f"MLflow: {result.mlflow}")
-    return 0 if result.outcome.ok else 1
+    return 0 if result.ok else 1
 
 
-_SPEC_FLAGS = ("space", "dataset", "target", "trials", "epochs", "seed", "tiers", "sampler",
-               "metric", "direction", "pruner", "device", "no_tracking")  # fmt: skip
+_SPEC_FLAGS = ("space", "dataset", "target", "drop", "missing_target", "trials", "epochs",
+               "seed", "tiers", "sampler", "metric", "direction", "pruner", "device",
+               "no_tracking")  # fmt: skip
 
 
 def _only_a_name(args: argparse.Namespace) -> bool:
@@ -218,7 +259,10 @@ def cmd_create(args: argparse.Namespace) -> int:
     _quiet()
     spec, resumed = api.create_study(_request(args), args.storage)
     verb = "exists (same configuration): resume it" if resumed else "created"
-    print(f"study {spec.name!r} {verb}; join with: hpsearch worker {spec.name}")
+    print(
+        f"study {spec.name!r} {verb} (budget {spec.n_trials}, seed {spec.seed}); "
+        f"join with: hpsearch worker {spec.name}"
+    )
     return 0
 
 
@@ -228,6 +272,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _quiet()
     if args.max_trials is not None and args.max_trials < 1:
         raise StudyError(f"`--max-trials` must be >= 1, but got {args.max_trials}")
+    _print_trial_lines()
     report = api.run_worker(
         args.study, args.storage, tracking_uri=args.tracking_uri, max_trials=args.max_trials
     )
@@ -240,12 +285,33 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 1 if "error" in report.stop_reason else 0
 
 
+# The worker logs one INFO record per finished trial on this logger; `hpsearch worker` prints
+# them as plain lines on stderr (so `hpsearch run`'s worker logs show progress too).
+TRIAL_LOGGER = "search.worker.trials"
+
+
+class _StderrLines(logging.Handler):
+    """Each record's message as one line on the current `sys.stderr`."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(record.getMessage(), file=sys.stderr, flush=True)
+
+
+def _print_trial_lines() -> None:
+    log = logging.getLogger(TRIAL_LOGGER)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    if not any(isinstance(h, _StderrLines) for h in log.handlers):
+        log.addHandler(_StderrLines())
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from search import api
 
     _quiet()
     rows = []
-    for s in api.study_status(args.storage, args.study):
+    statuses = api.study_status(args.storage, args.study)
+    for s in statuses:
         rows.append(
             {
                 "study": s.name,
@@ -261,9 +327,17 @@ def cmd_status(args: argparse.Namespace) -> int:
             }
         )
     if not rows:
-        print("no studies")
+        from search.storage import absolute_storage_url, redact_url, resolve_storage_url
+
+        where = redact_url(absolute_storage_url(resolve_storage_url(args.storage)))
+        print(f"no studies in {where}")
         return 0
     _print_table(rows, tuple(rows[0]))
+    links = [(s.name, s.mlflow) for s in statuses if s.mlflow]
+    if links:
+        print("\nMLflow (a local store: start the UI first with `hpsearch ui`):")
+        for name, link in links:
+            print(f"  {name}: {link}")
     return 0
 
 
@@ -302,13 +376,20 @@ def cmd_refine(args: argparse.Namespace) -> int:
     _quiet()
     if args.top < 1:
         raise StudyError(f"`--top` must be >= 1, but got {args.top}")
+    print(f"ranges narrowed around the best {args.top} trials of {args.study!r}:")
     spec, resumed = api.refine_study(
-        args.study, args.top, args.name, args.storage, n_trials=args.trials, seed=args.seed
+        args.study,
+        args.top,
+        args.name,
+        args.storage,
+        n_trials=args.trials,
+        seed=args.seed,
+        out=sys.stdout,
     )
     verb = "exists: resume it" if resumed else "created"
     print(
-        f"study {spec.name!r} {verb}, narrowed around the best {args.top} trials of "
-        f"{args.study!r}; run it with: hpsearch run --name {spec.name}  (or hpsearch worker)"
+        f"study {spec.name!r} (seed {spec.seed}) {verb}; run it with: "
+        f"hpsearch run --name {spec.name}  (or hpsearch worker)"
     )
     return 0
 
@@ -329,6 +410,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    from search import api
     from search.storage import absolute_storage_url, resolve_storage_url
     from search.tracking import default_tracking_uri
 
@@ -338,18 +420,72 @@ def cmd_ui(args: argparse.Namespace) -> int:
         uri, artifacts = default_tracking_uri(
             absolute_storage_url(resolve_storage_url(args.storage))
         )
+    served = f"http://{args.host}:{args.port}"
+    statuses = api.study_status(args.storage, ui_url=served)
     if uri.startswith(("http://", "https://")):
         print(f"MLflow is served at {uri}")
+        _print_links(statuses)
         return 0
     cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", uri,
            "--host", args.host, "--port", str(args.port)]  # fmt: skip
     if artifacts:
         cmd += ["--artifacts-destination", artifacts]
-    print(f"MLflow UI: http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
+    print(f"MLflow UI: {served}  (Ctrl-C to stop)", flush=True)
+    _print_links(statuses)
+    return run_until_stopped(cmd)
+
+
+def _print_links(statuses: list[Any]) -> None:
+    for s in statuses:
+        if s.mlflow:
+            print(f"  {s.name}: {s.mlflow}", flush=True)
+
+
+def run_until_stopped(cmd: list[str], stop_timeout_s: float = 10.0) -> int:
+    """Run a server until it exits or this process is stopped, however it is stopped
+    (Ctrl-C, SIGTERM from `kill`, SIGHUP from a closed terminal): then stop the server's
+    whole process group (`mlflow server` runs its own workers) and wait for it, so no
+    process is left holding the port."""
+    import signal
+
+    proc = subprocess.Popen(cmd, start_new_session=True)  # its own group, to stop as one
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return subprocess.call(cmd)
+        return proc.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_group(proc, stop_timeout_s)
+
+
+def _stop_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    import signal
+    import time
+
+    def signal_group(sig: int) -> bool:
+        try:
+            os.killpg(proc.pid, sig)
+            return True
+        except ProcessLookupError:
+            return False  # the group is gone
+
+    if not signal_group(signal.SIGTERM):
+        proc.poll()
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the leader, or the group never empties
+        if not signal_group(0):
+            return
+        time.sleep(0.1)
+    signal_group(signal.SIGKILL)
+    proc.wait()
 
 
 def _print_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 # Light imports only (`hpsearch --help` builds every verb's parser): torch loads in the handler.
-from trainers.config import ConfigError, TrainConfig, field_types
+from trainers.config import ConfigError, TrainConfig, field_types, ignored_fields
 
 if TYPE_CHECKING:
     from trainers import TrainResult
@@ -46,6 +46,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         else:
             # Values are parsed here, not by argparse, so a bad one is a one-line ConfigError.
             hint = "comma-separated integers" if kind is tuple else kind.__name__
+            hint = "comma-separated names" if name in _NAME_LISTS else hint
             fields.add_argument(*flags, dest=name, metavar=hint.upper().split()[0], default=None)
     parser.set_defaults(handler=run_train)
 
@@ -55,10 +56,19 @@ def run_train(args: argparse.Namespace) -> int:
 
     config = build_config(args)
     data = prepare_data(config)
+    if not args.json:
+        print(describe_config(config), flush=True)
+        if data.dropped_rows:
+            print(f"dropped {data.dropped_rows} row(s) whose target is missing", flush=True)
     report = None if args.json else _print_epoch(config.epochs)
     result = train(config, data, report)
     if args.json:
-        print(json.dumps({"config": config.to_dict(), "result": _json_safe(result.to_dict())}))
+        printed = {
+            "config": config.to_dict(),
+            "data": {"dropped_rows": data.dropped_rows},
+            "result": _json_safe(result.to_dict()),
+        }
+        print(json.dumps(printed))
     else:
         _print_summary(result)
     if result.outcome == "diverged":
@@ -71,11 +81,49 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then the TOML file, then the flags given on the command line."""
     values: dict[str, Any] = read_toml(args.config) if args.config else {}
     types = field_types()
+    flags = []
     for name, kind in types.items():
         given = getattr(args, name, None)
         if given is not None:
             values[name] = given if kind is bool else _parse(name, kind, given)
-    return TrainConfig.from_dict(values)
+            flags.append(name)
+    config = TrainConfig.from_dict(values)
+    # Only flags: a `--config` file (e.g. from `hpsearch best`) holds every field, read or not.
+    ignored = ignored_fields(config)
+    for name in flags:
+        if name in ignored:
+            raise ConfigError(
+                f"`--{name.replace('_', '-')}` would be ignored: {ignored[name]}, but got "
+                f"{name}={values[name]!r}"
+            )
+    return config
+
+
+# How `describe_config` groups the fields (TrainConfig's own sections).
+_GROUPS = {
+    "data": ("dataset", "target", "task", "drop", "missing_target", "normalization",
+             "standardize_target",
+             "val_fraction", "test_fraction", "split_seed"),
+    "network": ("hidden_layers", "hidden_units", "activation", "init", "init_scale"),
+    "optimization": ("optimizer", "alpha", "beta", "beta1", "beta2", "epsilon", "batch_size",
+                     "epochs", "decay", "decay_rate", "decay_base", "decay_k",
+                     "decay_milestones", "decay_gamma"),
+    "run": ("seed", "device", "early_stopping_patience"),
+}  # fmt: skip
+
+
+def describe_config(config: TrainConfig) -> str:
+    """The configuration that runs, one line per group, without the fields it ignores."""
+    values, ignored = config.to_dict(), ignored_fields(config)
+    lines = ["configuration:"]
+    for group, names in _GROUPS.items():
+        shown = " ".join(f"{n}={_fmt(values[n])}" for n in names if n not in ignored)
+        lines.append(f"  {group:<13}{shown}")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -88,7 +136,13 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"`--config` file '{path}' is not valid TOML: {exc}") from None
 
 
+# Tuple fields of names, not numbers: `--drop name,notes`.
+_NAME_LISTS = ("drop",)
+
+
 def _parse(name: str, kind: type, text: str) -> Any:
+    if name in _NAME_LISTS:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
     try:
         if kind is tuple:
             return tuple(int(part) for part in text.split(",") if part.strip())

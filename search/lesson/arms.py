@@ -157,12 +157,12 @@ def run_arm_seed(ctx: LessonContext, job: ArmJob) -> ArmSeed:
     )
     ctx.link_study(run.spec.parent_run_id)
     trials = read_trials(ctx, name, run.spec.metric, job.keep)
-    arm_seed = ArmSeed(
-        arm, seed, name, run.spec.metric, run.spec.direction, trials, run.outcome.wall_time_s
-    )
+    # No outcome: the study was finished already (a second run with the same settings).
+    wall_s = run.outcome.wall_time_s if run.outcome is not None else 0.0
+    arm_seed = ArmSeed(arm, seed, name, run.spec.metric, run.spec.direction, trials, wall_s)
     ctx.say(
         f"{arm} seed {seed}: study {name}, {len(trials)} trials in "
-        f"{run.outcome.wall_time_s:.1f} s, best {run.spec.metric} {arm_seed.best_value:.4g}, "
+        f"{wall_s:.1f} s, best {run.spec.metric} {arm_seed.best_value:.4g}, "
         f"{sum(t.outcome == 'diverged' for t in trials)} diverged"
     )
     return arm_seed

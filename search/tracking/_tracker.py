@@ -49,6 +49,7 @@ from search.tracking._ops import (
     now_ms,
     terminate_op,
 )
+from search.tracking._run_names import trial_run_name
 from search.tracking._spool import (
     OnRunCreated,
     ReplayedRun,
@@ -134,7 +135,7 @@ class Tracker:
                 trial_number,
             )
             self._sender.submit(self._flush_active, previous)  # what it buffered still goes
-        run_name = f"trial-{trial_number}" + (f"-attempt-{attempt}" if attempt > 0 else "")
+        run_name = trial_run_name(trial_number, attempt, params)
         run_tags = {clean_key(k): clean_tag(v) for k, v in tags.items()}
         run_tags.update(
             {

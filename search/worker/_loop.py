@@ -48,6 +48,7 @@ from search.worker._runs import NoRun, TrialRuns
 from search.worker._signals import Stop, StopSignal
 
 _logger = logging.getLogger("search.worker")
+_trials_logger = logging.getLogger("search.worker.trials")
 
 BATCH_TARGET_S = 1.0  # a claim covers about this much training, so claims stay rare
 MAX_BATCH = 256
@@ -64,6 +65,7 @@ class _Pending:
     run: Any
     spooled: Future[None] | None  # the run's write-ahead spool file is written
     attrs: dict[str, Any]  # result attributes; the run id is added once the run exists
+    train_s: float
 
 
 class Worker:
@@ -116,6 +118,7 @@ class Worker:
         self._idle_s = IDLE_POLL_START_S
         self._idle = False  # polling for work: the loop sweeps stale trials itself
         self._last_train_end: float | None = None
+        self._train_s = 0.0  # the last trial's time in train()
         self._training: int | None = None  # the trial being set up or trained (other threads
         # read it: a run created meanwhile is linked at once, later with the result)
 
@@ -292,6 +295,7 @@ class Worker:
         if verdict.outcome is Outcome.ERROR:
             _logger.error("trial %d failed with an error", claimed.number, exc_info=trained.error)
         config_dict = configured.config if configured is not None else None
+        self._train_s = train_ended - train_started
         discarded = self._record(claimed, run, verdict, trained, result, config_dict)
         ended = time.perf_counter()
         self._trial_s = _average(self._trial_s, ended - began)
@@ -380,9 +384,9 @@ class Worker:
                 return True
             if not failed[0].requeued:
                 self._not_retried(claimed.number, failed[0].attempt + 1)
-            self._count(claimed.number, verdict.outcome)
+            self._count(claimed.number, verdict, self._train_s)
             return False
-        self._pending.append(_Pending(claimed, verdict, run, spooled, attrs))
+        self._pending.append(_Pending(claimed, verdict, run, spooled, attrs, self._train_s))
         return False
 
     def _result_attrs(self, verdict: Verdict, result: Any) -> dict[str, Any]:
@@ -417,16 +421,25 @@ class Worker:
                 self.runs.discard(p.run)
                 self._discard(p.claimed)
                 continue
-            self._count(p.claimed.number, p.verdict.outcome)
+            self._count(p.claimed.number, p.verdict, p.train_s)
             if p.verdict.outcome is Outcome.COMPLETE:
                 complete.add(p.claimed.number)
         self.heartbeat.drop(p.claimed.trial_id for p in batch)
         if complete:
             self.runs.update_best(self._read_best, complete)
 
-    def _count(self, number: int, outcome: Outcome) -> None:
+    def _count(self, number: int, verdict: Verdict, train_s: float) -> None:
         self.report.trials.append(number)
-        self.report.outcomes[outcome.value] += 1
+        self.report.outcomes[verdict.outcome.value] += 1
+        # A line per recorded trial (`hpsearch worker` prints this logger's lines).
+        _trials_logger.info(
+            "trial %d: %s%s%s (%.1f s)",
+            number,
+            verdict.outcome.value,
+            f" {self.spec.metric}={verdict.value:.4g}" if verdict.value is not None else "",
+            f" ({verdict.reason})" if verdict.reason else "",
+            train_s,
+        )
 
     def _discard(self, claimed: ClaimedTrial) -> None:
         _logger.warning(

@@ -66,8 +66,10 @@ def test_a_canary_password_never_leaves_the_urls(
         HPSEARCH_TORCH_THREADS="1",
         PYTHONPATH=str(REPO),
     )
+    # --keep-logs: a successful run removes its worker logs, which this test reads.
     argv = [sys.executable, "-m", "search", "run", "--name", "canary", "--dataset", "wine",
-            "--epochs", "2", "--trials", "3", "--workers", "2", "--no-progress"]  # fmt: skip
+            "--epochs", "2", "--trials", "3", "--workers", "2", "--no-progress",
+            "--keep-logs"]  # fmt: skip
     proc = subprocess.Popen(
         argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )

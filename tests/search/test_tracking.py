@@ -149,7 +149,7 @@ def test_a_20_epoch_trial_is_logged_in_few_requests(server: MlflowServer, tmp_pa
         assert run.info.status == "FINISHED"
         tags = run.data.tags
         assert tags["mlflow.parentRunId"] == ref.parent_run_id
-        assert tags["mlflow.runName"] == f"trial-{number}"
+        assert tags["mlflow.runName"].startswith(f"trial-{number}: alpha=")  # + its config
         assert tags["hpsearch.study"] == "count-study"
         assert tags["hpsearch.trial_number"] == str(number)
         assert tags["hpsearch.attempt"] == "0"
@@ -184,7 +184,7 @@ def test_retried_attempt_gets_its_own_run_and_nonfinite_metrics_are_kept(
     client = MlflowClient(server.uri)
     got = client.get_run(run.run_id)
     assert got.info.status == "FAILED"
-    assert got.data.tags["mlflow.runName"] == "trial-4-attempt-1"
+    assert got.data.tags["mlflow.runName"] == "trial-4-attempt-1: alpha=10"
     assert got.data.tags["hpsearch.nonfinite_metrics"] == "final/val_loss,train_loss,val_loss"
     val = {m.step: m.value for m in client.get_metric_history(run.run_id, "val_loss")}
     assert val[1] == 2.0 and math.isnan(val[2])

@@ -104,7 +104,7 @@ def test_a_down_server_loses_nothing_and_fails_no_trial(
     for run_id in (run0.run_id, run1_id, run2.run_id):
         assert_complete_once(client, run_id)
     run1_info = client.get_run(run1_id)
-    assert run1_info.data.tags["mlflow.runName"] == "trial-1"
+    assert run1_info.data.tags["mlflow.runName"] == "trial-1: alpha=0.02"
     assert run1_info.data.tags["mlflow.parentRunId"] == ref.parent_run_id
     assert run1_info.data.params == {"alpha": "0.02"}
     # the replayed run keeps the times of the trial, not of the replay

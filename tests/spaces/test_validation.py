@@ -86,8 +86,10 @@ def test_ints_in_float_bounds_become_floats_and_round_trip() -> None:
 
 
 def test_defaults_come_from_trainconfig_when_omitted() -> None:
+    from trainers import TrainConfig
+
     space = Space.from_toml(alpha_with(default=None))
-    assert space.defaults() == {"alpha": 1e-3}
+    assert space.defaults() == {"alpha": TrainConfig().alpha}
 
 
 def _roots_loaded_by(code: str) -> set[str]:

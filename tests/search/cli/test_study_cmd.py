@@ -58,8 +58,10 @@ def test_create_twice_resumes_and_a_different_config_is_refused(
     assert "created" in capsys.readouterr().out
     assert main(["create", "--name", "c", "--trials", "3", *FAST]) == 0
     assert "exists (same configuration)" in capsys.readouterr().out
-    assert main(["create", "--name", "c", "--trials", "4", *FAST]) == 2
-    assert "n_trials: 3 -> 4" in capsys.readouterr().err
+    assert main(["create", "--name", "c", "--trials", "2", *FAST]) == 2
+    assert "can only grow" in capsys.readouterr().err
+    assert main(["create", "--name", "c", "--trials", "3", *FAST[:-2], "3", "--no-tracking"]) == 2
+    assert "train.epochs: 2 -> 3" in capsys.readouterr().err
 
 
 def test_worker_then_read_verbs(here: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,6 +24,29 @@ def test_train_prints_epochs_and_final_metrics(capsys: pytest.CaptureFixture[str
     assert "val_accuracy" in out
 
 
+def test_train_prints_the_configuration_it_runs_without_what_it_ignores(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["train", *FAST]) == 0
+    out = capsys.readouterr().out
+    # The defaults are the lesson space's: momentum at 0.1 (see spaces/builtin/lesson.toml).
+    assert "optimizer=momentum alpha=0.1 beta=0.9 batch_size=32 epochs=2 decay=none" in out
+    assert "beta1=" not in out and "decay_rate=" not in out and "dataset=wine" in out
+    assert main(["train", *FAST, "--optimizer", "adam", "--alpha", "0.003"]) == 0
+    out = capsys.readouterr().out
+    assert "optimizer=adam alpha=0.003 beta1=0.9 beta2=0.999 epsilon=1e-08" in out
+    assert " beta=" not in out
+
+
+def test_a_config_file_may_hold_fields_its_optimizer_ignores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What `hpsearch best` writes holds every field: only flags are checked.
+    config = tmp_path / "best.toml"
+    config.write_text('optimizer = "adam"\nalpha = 0.003\nbeta = 0.95\nepochs = 1\n')
+    assert main(["train", "--config", str(config), "--dataset", "wine", "--device", "cpu"]) == 0
+
+
 def test_toml_file_then_flags_override_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -71,6 +94,17 @@ BAD_INPUT = [
     (["--config", "{typo_toml}"], r"unknown TrainConfig field\(s\) \['learning_rate'\]"),
     (["--config", "{missing}"], r"`--config` file '.*nope\.toml' does not exist"),
     (["--device", "tpu"], r"`device` must be auto, cpu, cuda or cuda:N"),
+    # A flag the chosen optimizer / schedule never reads is refused, with the reason.
+    (
+        ["--optimizer", "adam", "--beta", "0.5"],
+        r"`--beta` would be ignored: only momentum and rmsprop read it, and optimizer='adam', "
+        r"but got beta=0\.5",
+    ),
+    (
+        ["--beta1", "0.8"],
+        r"`--beta1` would be ignored: only adam read it, and optimizer='momentum'",
+    ),
+    (["--decay-rate", "0.5"], r"`--decay-rate` would be ignored: only decay='inverse_time'"),
 ]
 
 
@@ -100,7 +134,7 @@ def test_divergence_through_the_cli_exits_3_with_the_reason(
     csv = write_house_prices(tmp_path / "houses.csv")
     argv = [
         "train", "--dataset", str(csv), "--target", "price", "--normalization", "none",
-        "--no-standardize-target", "--alpha", "1.0", "--device", "cpu",
+        "--no-standardize-target", "--optimizer", "adam", "--alpha", "1.0", "--device", "cpu",
     ]  # fmt: skip
     assert main(argv) == 3
     captured = capsys.readouterr()
