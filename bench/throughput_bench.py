@@ -177,7 +177,7 @@ def rates(quick: bool) -> tuple[list[Row], dict[str, Any]]:
         ):
             for n in counts[:2] if quick else counts:
                 name = f"tiny-tracked-{n}"
-                _create(storage, name, (per_worker // 10) * n, uri)
+                _create(storage, name, (per_worker // 30) * n, uri)
                 _workers(
                     storage,
                     name,

@@ -147,6 +147,7 @@ def test_normalization_verdict_flips_when_the_features_already_share_one_scale(
 
 
 @pytest.mark.slow
+@pytest.mark.mlflow_server
 def test_optimizers_quick_on_an_mlflow_server_reproduces_on_a_second_run(
     where: dict[str, str], server: MlflowServer
 ) -> None:
