@@ -63,12 +63,12 @@ def row(
     `auto_ratio=False` leaves the ratio empty where ours/theirs means nothing (two growths).
     """
     if ratio is None and auto_ratio and _is_number(ours) and _is_number(theirs) and theirs:
-        ratio = float(ours) / float(theirs)  # type: ignore[arg-type]
+        ratio = float(ours) / float(theirs)
     return Row(
         what=what,
         ours=_round(ours),
         theirs=_round(theirs),
-        ratio=_round(ratio),  # type: ignore[typeddict-item]
+        ratio=_round(ratio),
         unit=unit,
         target=target,
         met=met,

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     loss_fn = nn.functional.cross_entropy
 
     def steps(batches: object) -> None:
-        for xb, yb in batches:  # type: ignore[attr-defined]
+        for xb, yb in batches:
             optimizer.zero_grad(set_to_none=True)
             loss_fn(model(xb), yb).backward()
             optimizer.step()

@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def own_cluster() -> Iterator[ClusterURL]:
     with cluster() as url:
-        yield url  # type: ignore[misc]
+        yield url
 
 
 def _create(url: str, name: str, n_trials: int, epochs: int) -> None:
@@ -53,7 +53,7 @@ def _worker(url: str, name: str, log: Path) -> subprocess.Popen[bytes]:
         )  # fmt: skip
 
 
-def _whole(url: str, name: str, budget: int) -> list:  # type: ignore[type-arg]
+def _whole(url: str, name: str, budget: int) -> list:
     ts = trials(url, name)
     states = Counter(t.state for t in ts)
     table = [(t.number, t.state.name, t.user_attrs.get("retry_of")) for t in ts]
@@ -73,7 +73,7 @@ def test_a_worker_killed_holding_several_trials_gets_each_retried_once(
     victim = _worker(url, "batch-kill", tmp_path / "victim.log")
     pid = f":{victim.pid}"
 
-    def held() -> list:  # type: ignore[type-arg]
+    def held() -> list:
         return [
             t for t in trials(url, "batch-kill")
             if t.state == TrialState.RUNNING and str(t.user_attrs.get("worker", "")).endswith(pid)

@@ -54,7 +54,7 @@ def test_a_diverged_trial_is_recorded_with_its_reason_and_the_study_goes_on(
         assert t.state == TrialState.PRUNED and t.value is None
         reason = t.user_attrs["reason"]
         assert re.search(r"became -?(nan|inf) at epoch \d+$", reason), reason
-        k = int(re.search(r"epoch (\d+)", reason).group(1))  # type: ignore[union-attr]
+        k = int(re.search(r"epoch (\d+)", reason).group(1))
         assert 1 <= k <= EPOCHS
         run = runs[(t.number, "0")]
         assert run.info.status == "FAILED"

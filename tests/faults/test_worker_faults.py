@@ -39,11 +39,11 @@ def _pid_of(worker_attr: str) -> int:
     return int(worker_attr.rsplit(":", 1)[1])
 
 
-def _by_pid(pool: WorkerPool, pid: int):  # type: ignore[no-untyped-def]
+def _by_pid(pool: WorkerPool, pid: int):
     return next(p for p in pool.procs if p.pid == pid)
 
 
-def _run_of(uri: str, spec, number: int):  # type: ignore[no-untyped-def]
+def _run_of(uri: str, spec, number: int):
     return [r for r in trial_runs(uri, spec) if r.data.tags["hpsearch.trial_number"] == str(number)]
 
 

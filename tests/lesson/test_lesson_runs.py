@@ -46,7 +46,7 @@ def _run(name: str, where: dict[str, str], **options: object) -> tuple[Outcome, 
         storage=where["storage"],
         tracking_uri=where["tracking_uri"],
         out_dir=Path(where["out"]),
-        **options,  # type: ignore[arg-type]
+        **options,
     )
     return run_lesson(name, opts)
 
@@ -90,8 +90,8 @@ def _check_studies(arm_runs: list[object], where: dict[str, str], trials: int) -
     """Each arm's studies exist with their budget met, and point back at the lesson run."""
     client = MlflowClient(where["tracking_uri"])
     for run in arm_runs:
-        lesson_run = run.data.tags["mlflow.parentRunId"]  # type: ignore[attr-defined]
-        for study_name in run.data.tags["studies"].split(","):  # type: ignore[attr-defined]
+        lesson_run = run.data.tags["mlflow.parentRunId"]
+        for study_name in run.data.tags["studies"].split(","):
             study = optuna.load_study(study_name=study_name, storage=where["storage"])
             finished = [t for t in study.trials if t.state.is_finished() and t.state.name != "FAIL"]
             assert len(finished) == trials
@@ -165,7 +165,7 @@ def test_optimizers_quick_on_an_mlflow_server_reproduces_on_a_second_run(
 def test_search_experiments_quick(name: str, arms: int, where: dict[str, str]) -> None:
     outcome, files = _run(name, where)
     arm_runs = _check_published(name, outcome, files, where, arms=arms)
-    searches = [r for r in arm_runs if "studies" in r.data.tags]  # type: ignore[attr-defined]
+    searches = [r for r in arm_runs if "studies" in r.data.tags]
     assert len(searches) == (1 if name == "random-vs-grid" else arms)
     _check_studies(
         searches,

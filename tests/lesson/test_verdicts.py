@@ -32,7 +32,7 @@ def test_spread_and_paired_helpers() -> None:
 # --- normalization ------------------------------------------------------------------------
 
 
-def _norm(best: list[float], epochs: list[float], diverged: list[float]):  # type: ignore[no-untyped-def]
+def _norm(best: list[float], epochs: list[float], diverged: list[float]):
     return normalization.ArmNumbers(best, epochs, diverged)
 
 

@@ -36,7 +36,7 @@ def fail_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 
 
-def log_epochs(run, offset: float = 0.0) -> list[dict[str, float]]:  # type: ignore[no-untyped-def]
+def log_epochs(run, offset: float = 0.0) -> list[dict[str, float]]:
     history = []
     for epoch in range(1, EPOCHS + 1):
         metrics = {key: offset + i + 1.0 / epoch for i, key in enumerate(KEYS)}

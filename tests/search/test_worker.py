@@ -237,7 +237,7 @@ def test_a_result_whose_commit_was_acknowledged_late_is_not_written_twice(
     real_record = TrialQueue.record
     dropped: list[int] = []
 
-    def record_then_drop(self, results):  # type: ignore[no-untyped-def]
+    def record_then_drop(self, results):
         statuses = real_record(self, results)
         fresh = [r.trial_id for r in results if r.trial_id not in dropped]
         if fresh:
@@ -269,7 +269,7 @@ def test_a_lost_connection_right_after_ask_leaves_no_orphan_trial(
     real = TrialQueue.claim
     failed: list[int] = []
 
-    def drop_first(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def drop_first(self, *args, **kwargs):
         claim = real(self, *args, **kwargs)
         if not failed:
             failed.extend(t.number for t in claim.trials)

@@ -16,7 +16,7 @@ from search.worker import run_worker
 from tests.conftest import MlflowServer, sqlite_mlflow_server
 from tests.support.study import request, sqlite_url
 
-pytestmark = pytest.mark.mlflow_server
+pytestmark = [pytest.mark.mlflow_server, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
