@@ -14,8 +14,8 @@ import pytest
 
 from search.cli import main
 from search.study import default_seed, load_spec
-from tests.search.test_cli_study import FAST, here  # noqa: F401 (a fixture)
-from tests.search.test_study_support import trials
+from tests.search.cli.test_study_cmd import FAST, here  # noqa: F401 (a fixture)
+from tests.support.study import trials
 
 STORE = "hpsearch.db"
 

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from search.cli import main
 from search.study import load_spec
 from tests.conftest import free_port
-from tests.search.test_cli_study import here  # noqa: F401 (a fixture)
+from tests.search.cli.test_study_cmd import here  # noqa: F401 (a fixture)
 
 TRACKED = ["--space", "tiny.toml", "--tiers", "1", "--epochs", "2"]
 LINK = re.compile(

@@ -13,7 +13,7 @@ import pytest
 
 from search.cli import main
 from tests.deploy.test_mlflow_ui_browser import ARTIFACTS, chromium, visible_text
-from tests.search.test_cli_study import here  # noqa: F401 (a fixture)
+from tests.search.cli.test_study_cmd import here  # noqa: F401 (a fixture)
 from tests.search.test_mlflow_ui import LINK, TRACKED, ui_process  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
