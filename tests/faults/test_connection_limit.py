@@ -124,7 +124,13 @@ def test_pgbouncer_serves_more_workers_than_connections_with_an_exact_budget(
     assert sorted(t.number for t in ts) == list(range(WORKERS * 2))
 
 
-def test_an_idle_worker_holds_at_most_one_connection(small_cluster: str, tmp_path: Path) -> None:
+def test_an_idle_worker_holds_at_most_one_connection(tmp_path: Path) -> None:
+    # A cluster of its own: the refused and killed workers of the tests above leave nothing here.
+    with cluster(max_connections=MAX_CONNECTIONS) as url:
+        _idle_workers_hold_one_connection(url, tmp_path)
+
+
+def _idle_workers_hold_one_connection(small_cluster: str, tmp_path: Path) -> None:
     # One long trial: the first worker trains it, the other two have nothing to claim (idle).
     _study(small_cluster, "idle", n_trials=1, epochs=100000)
     procs = _start(small_cluster, "idle", tmp_path, 3)
