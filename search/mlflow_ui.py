@@ -29,8 +29,6 @@ from urllib.parse import quote
 
 _logger = logging.getLogger("search.mlflow_ui")
 
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-CLASSIC_ML_KIND = "custom_model_development"
 # Where `hpsearch ui` serves a local store by default.
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
 
@@ -51,14 +49,6 @@ def ui_base(tracking_uri: str) -> str | None:
 
         return storable_tracking_uri(tracking_uri).rstrip("/")  # no password in a link
     return None
-
-
-def mark_classic_ml(client: Any, experiment_id: str) -> None:
-    """Tag the experiment so the UI opens it on its runs, not on GenAI traces."""
-    try:
-        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, CLASSIC_ML_KIND)
-    except Exception as exc:  # the UI's first page is a convenience; never fail a study on it
-        _logger.warning("could not tag the MLflow experiment as machine learning: %s", exc)
 
 
 def outcome_counts(trials: Any) -> dict[str, int]:

@@ -483,8 +483,8 @@ def create_study(spec: StudySpec, storage_url: str) -> tuple[StudySpec, bool]:
             spec = dataclasses.replace(
                 spec, experiment_id=str(ref.experiment_id), parent_run_id=str(ref.parent_run_id)
             )
-            from search.mlflow_ui import mark_classic_ml
             from search.tracking._env import make_client
+            from search.tracking._study_run import mark_classic_ml
 
             mark_classic_ml(make_client(ref.tracking_uri), spec.experiment_id or "")
         try:

@@ -6,6 +6,9 @@ Each verb parses its flags and calls one function of `search.api`. The storage U
 
 `hpsearch run` with no study file runs the lesson's space on digits: 12 trials of 10 epochs
 with 2 workers, then prints the best trials.
+
+Why one module: the study verbs share one set of flags and the one `StudyRequest` built from
+them; split, every flag would be declared and read in several places.
 """
 
 from __future__ import annotations

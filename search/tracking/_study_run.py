@@ -214,3 +214,17 @@ def update_study_best(ref: StudyRunRef, value: float, trial_number: int, step: i
         execute(client, target, op)
     except Exception as exc:
         _logger.warning("could not update the study's best value in MLflow: %s", describe(exc))
+
+
+# The tag MLflow's UI reads to open an experiment on its runs table ("Machine learning"), not
+# on GenAI traces: the value its JS labels so (`ExperimentKind.CUSTOM_MODEL_DEVELOPMENT`).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+CLASSIC_ML_KIND = "custom_model_development"
+
+
+def mark_classic_ml(client: Any, experiment_id: str) -> None:
+    """Tag the experiment so the UI opens it on its runs, not on GenAI traces."""
+    try:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, CLASSIC_ML_KIND)
+    except Exception as exc:  # the UI's first page is a convenience; never fail a study on it
+        _logger.warning("could not tag the MLflow experiment as machine learning: %s", exc)
