@@ -216,9 +216,12 @@ def test_optuna_cli_reads_the_study(tmp_path: Path) -> None:
     rows = json.loads(out.stdout)
     assert [r["number"] for r in rows] == [0, 1]
     assert all(r["state"] == "COMPLETE" for r in rows)
+    # The study names its metric (`set_metric_names`): Optuna's CLI keys the value by it.
+    assert all(set(r["value"]) == {"val_accuracy"} for r in rows), rows
+    values = [r["value"]["val_accuracy"] for r in rows]
     # Optuna's own reading of the best trial follows the study's direction (val_accuracy: max).
-    assert rows[0]["value"] != rows[1]["value"]  # else any trial would do
-    best = max(rows, key=lambda r: r["value"])
+    assert values[0] != values[1]  # else any trial would do
+    best = rows[values.index(max(values))]
     assert optuna.load_study(study_name="o", storage=url).best_trial.number == best["number"]
 
 
