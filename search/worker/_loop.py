@@ -119,8 +119,6 @@ class Worker:
         self._idle = False  # polling for work: the loop sweeps stale trials itself
         self._last_train_end: float | None = None
         self._train_s = 0.0  # the last trial's time in train()
-        self._training: int | None = None  # the trial being set up or trained (other threads
-        # read it: a run created meanwhile is linked at once, later with the result)
 
     @property
     def tracking_uri(self) -> str | None:
@@ -266,7 +264,6 @@ class Worker:
                 return True
             return bool(trial.should_prune())
 
-        self._training = claimed.trial_id  # from here its run's id is recorded at creation
         try:
             with self.stop.raising():
                 if configured is None:
@@ -289,8 +286,6 @@ class Worker:
         except BaseException as exc:
             train_ended = time.perf_counter()
             trained = Trained(error=exc)
-        finally:
-            self._training = None  # from here the id goes with the result
         verdict = decide(trained, self.spec.metric)
         if verdict.outcome is Outcome.ERROR:
             _logger.error("trial %d failed with an error", claimed.number, exc_info=trained.error)
@@ -458,10 +453,9 @@ class Worker:
 
     def _record_run_id(self, trial_id: int, number: int, run_id: str) -> None:
         """Called from the tracker's thread once the trial's MLflow run exists: the link a
-        dead worker's trial keeps to its run. A trial done training by then gets the id with
-        its result instead (one transaction fewer)."""
-        if trial_id != self._training:
-            return
+        dead worker's trial keeps to its run (its result carries the id again)."""
+        if trial_id not in self.heartbeat.held():
+            return  # recorded already: the result carried the id
         try:
             set_user_attrs(self.storage, trial_id, {"mlflow_run_id": run_id})
         except Exception as exc:  # e.g. failed as stale meanwhile; the result attrs retry it
