@@ -220,6 +220,13 @@ def open_storage(
                 sa.event.listen(storage.engine, "connect", _sqlite_on_connect)
                 storage.engine.dispose()  # pooled connections predate the listener
             return storage
+        except sa.exc.IntegrityError:
+            # Two processes (or threads) creating a fresh storage at once: Optuna's first
+            # `alembic_version` insert collides. The other one has created the tables: open
+            # again, now on an initialized database.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
         except (sa.exc.OperationalError, sa.exc.InterfaceError, sqlite3.OperationalError) as exc:
             if time.monotonic() + delay > deadline:
                 reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
