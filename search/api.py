@@ -40,6 +40,7 @@ from search.errors import StudyError
 from search.runner import RunOutcome
 from search.storage import (
     absolute_storage_url,
+    check_storage_writable,
     count_trials,
     open_storage,
     redact_url,
@@ -113,6 +114,7 @@ def create_study(
     Returns the stored spec and whether it already existed.
     """
     url = absolute_storage_url(resolve_storage_url(storage))
+    check_storage_writable(url)  # before the dataset is loaded: a mistake is told at once
     spec = request if isinstance(request, StudySpec) else request.resolve(url)
     return _create_study(spec, url)
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 
 from search.errors import StudyError
+from search.redact import remember_url, strip_secrets
 from search.storage import redact_url
 
 PGBOUNCER_ENV = "HPSEARCH_PGBOUNCER"  # the pgbouncer binary, if not on PATH
@@ -45,6 +46,7 @@ class ProxySettings:
     max_clients: int = 10000
 
     def __post_init__(self) -> None:
+        remember_url(self.upstream)
         url = self.upstream_url
         if url.get_backend_name() != "postgresql":
             raise StudyError(
@@ -75,11 +77,8 @@ class ProxySettings:
         The password (if any) stays out of it: give it to workers by their environment."""
         url = self.upstream_url
         db = database or url.database or "postgres"
-        return (
-            url.set(host=self.listen_host, port=self.listen_port, database=db, password=None)
-            .render_as_string(hide_password=False)
-            .replace(":None@", "@")
-        )
+        client = url.set(host=self.listen_host, port=self.listen_port, database=db)
+        return strip_secrets(client.render_as_string(hide_password=False))
 
 
 def pgbouncer_binary() -> str:

@@ -11,14 +11,20 @@ the trial queue (`search.trial_queue`) needs transactions that serialize trial c
   keeps one connection while idle (a rack of workers must fit in `max_connections`, or behind
   PgBouncer: see `search.proxy`), and sends no prepared statement (transaction pooling).
 
-Passwords never reach messages: every URL shown to a user goes through `redact_url`.
+Passwords never reach messages: every URL is remembered by `search.redact` when it is parsed,
+and every message goes through `redact`. A mistake that waiting cannot fix (a malformed URL, an
+unknown driver option, a SQLite file that cannot be created) is a `StudyError` at once, never
+retried as if the database were down.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import sqlite3
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -33,7 +39,7 @@ from optuna.trial import FrozenTrial
 from sqlalchemy.engine import URL, make_url
 
 from search.errors import InfrastructureError, StudyError
-from search.redact import redact
+from search.redact import redact, remember_url
 from search.trial_queue import TrialCounts, count_by_state
 
 _logger = logging.getLogger("search.storage")
@@ -54,16 +60,14 @@ def resolve_storage_url(url: str | None = None) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by `***`; unparseable text is hidden after `://`."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        scheme, sep, _ = url.partition("://")
-        return f"{scheme}{sep}***" if sep else "***"
+    """The URL as it may be shown: `search.redact.redact`, the one redaction (kept as a name:
+    callers read better with it)."""
+    return redact(url)
 
 
 def parse_storage_url(url: str) -> URL:
     """Check a storage URL's form and dialect without connecting; `StudyError` names the rule."""
+    remember_url(url)
     try:
         parsed = make_url(url)
     except Exception:
@@ -71,6 +75,18 @@ def parse_storage_url(url: str) -> URL:
             f"the storage URL must be a SQLAlchemy URL such as {DEFAULT_STORAGE!r} or "
             f"'postgresql://user@host:5432/db', but got {redact_url(url)!r}"
         ) from None
+    if parsed.host and "@" in parsed.host:
+        # SQLAlchemy splits a raw `@` of the password at its first `@`: the rest would be
+        # looked up as a host name, and the driver's error would print it.
+        raise StudyError(
+            "the storage URL's password must write `@` as `%40` (percent-encoded), but got "
+            f"a second `@` in {redact_url(url)!r}"
+        )
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise StudyError(
+            f"the storage URL's port must be in 1..65535, but got {parsed.port} in "
+            f"{redact_url(url)!r}"
+        )
     dialect = parsed.get_backend_name()
     if dialect not in SUPPORTED_DIALECTS:
         raise StudyError(
@@ -201,50 +217,127 @@ def open_storage(
     timeout = connect_timeout_s() if timeout_s is None else timeout_s
     deadline = time.monotonic() + timeout
     delay = 0.25
+
+    def make() -> RDBStorage:
+        with warnings.catch_warnings():
+            # heartbeat_interval is "experimental" in Optuna; the warning would reach users.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs(parsed, application_name),
+                heartbeat_interval=heartbeat.interval_s if heartbeat else None,
+                grace_period=heartbeat.grace_s if heartbeat else None,
+                heartbeat_stale_trial_callback=stale_trial_callback if heartbeat else None,
+                skip_compatibility_check=not check_schema,
+            )
+
     while True:
         try:
             if parsed.get_backend_name() == "sqlite":
-                _sqlite_prepare(parsed)
-            with warnings.catch_warnings():
-                # heartbeat_interval is "experimental" in Optuna; the warning would reach users.
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                storage = RDBStorage(
-                    url,
-                    engine_kwargs=engine_kwargs(parsed, application_name),
-                    heartbeat_interval=heartbeat.interval_s if heartbeat else None,
-                    grace_period=heartbeat.grace_s if heartbeat else None,
-                    heartbeat_stale_trial_callback=stale_trial_callback if heartbeat else None,
-                    skip_compatibility_check=not check_schema,
-                )
-            if parsed.get_backend_name() == "sqlite":
+                storage = _open_sqlite(parsed, make)
                 sa.event.listen(storage.engine, "connect", _sqlite_on_connect)
                 storage.engine.dispose()  # pooled connections predate the listener
-            return storage
+                return storage
+            return make()
         except sa.exc.IntegrityError:
-            # Two processes (or threads) creating a fresh storage at once: Optuna's first
-            # `alembic_version` insert collides. The other one has created the tables: open
-            # again, now on an initialized database.
+            # Two processes (or threads) creating a fresh PostgreSQL storage at once: Optuna's
+            # first `alembic_version` insert collides. The other one has created the tables:
+            # open again, now on an initialized database.
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
-        except (sa.exc.OperationalError, sa.exc.InterfaceError, sqlite3.OperationalError) as exc:
+        except (sa.exc.DatabaseError, sa.exc.InterfaceError, sqlite3.Error) as exc:
+            reason = redact(_first_line(exc))
+            permanent = _permanent_problem(url, parsed, exc, reason)
+            if permanent is not None:
+                raise StudyError(permanent) from None
             if time.monotonic() + delay > deadline:
-                reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
                 raise InfrastructureError(
                     f"the storage {redact_url(url)!r} was unreachable for {timeout:g} s "
-                    f"(set {CONNECT_TIMEOUT_ENV} to wait longer): {redact_url_in(reason, url)}"
+                    f"(set {CONNECT_TIMEOUT_ENV} to wait longer): {reason}"
                 ) from None
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
 
-def redact_url_in(text: str, url: str) -> str:
-    """`text` with `url`'s password (if any) masked: driver errors sometimes echo it."""
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _unwritable_sqlite(parsed: URL, reason: str) -> str:
+    path = str(Path(str(parsed.database)).expanduser().resolve())
+    return (
+        "the storage must be a SQLite database file this user can create and write, but got "
+        f"{path!r} ({reason})"
+    )
+
+
+def check_storage_writable(url: str) -> None:
+    """Refuse, before anything is resolved or written, a SQLite storage that can never be
+    written: an existing file this user cannot write, or a folder where no file can be made
+    (`/proc`). Checked by trying, not by `os.access`, which says yes to root everywhere."""
+    parsed = parse_storage_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return
+    path = Path(str(parsed.database)).expanduser().resolve()
+    if path.exists():
+        if not path.is_file():
+            raise StudyError(_unwritable_sqlite(parsed, "not a regular file"))
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise StudyError(_unwritable_sqlite(parsed, "permission denied"))
+        return
     try:
-        password = make_url(url).password
-    except Exception:
-        return text
-    return text.replace(str(password), "***") if password else text
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+    except OSError as exc:
+        raise StudyError(_unwritable_sqlite(parsed, exc.strerror or str(exc))) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _permanent_problem(url: str, parsed: URL, exc: BaseException, reason: str) -> str | None:
+    """The message for an error that waiting cannot fix; None for one that it may (a server
+    restarting, a host name not yet in DNS, a SQLite file locked by another writer)."""
+    if parsed.get_backend_name() == "sqlite":
+        if "locked" in reason or "busy" in reason:
+            return None
+        return _unwritable_sqlite(parsed, reason)
+    # libpq refuses the connection string itself (an unknown option, a bad value): the same
+    # URL fails the same way every time.
+    if re.match(r"(connection is bad: )?invalid ", reason):
+        return (
+            "the storage URL's options must be ones the PostgreSQL driver accepts, but got "
+            f"{redact_url(url)!r} ({reason})"
+        )
+    if isinstance(exc, sa.exc.ProgrammingError):  # e.g. no right to create Optuna's tables
+        return f"the storage {redact_url(url)!r} refused hpsearch: {reason}"
+    return None
+
+
+def _open_sqlite(parsed: URL, make: Callable[[], RDBStorage]) -> RDBStorage:
+    """`make()` on a SQLite file, its first creation under the folder's lock: two processes
+    creating one file at once would both create Optuna's tables."""
+    path = Path(str(parsed.database)).expanduser().resolve()
+    if _sqlite_has_schema(path):
+        _sqlite_prepare(parsed)
+        return make()
+    from search.first_use import folder_lock
+
+    with folder_lock(path.parent):
+        _sqlite_prepare(parsed)
+        return make()
+
+
+def _sqlite_has_schema(path: Path) -> bool:
+    """Optuna's tables are there (opened read-only: nothing is created by looking)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
+            rows = conn.execute("SELECT count(*) FROM alembic_version").fetchone()
+            return bool(rows and rows[0])
+    except sqlite3.Error:
+        return False
 
 
 # --- riding out a database restart ---------------------------------------------------------------

@@ -20,6 +20,7 @@ and the stored one otherwise (see `worker_tracking_uri`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import tomllib
 import warnings
@@ -28,11 +29,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import optuna
 
-from search.errors import StudyError
+from search.errors import InfrastructureError, StudyError
+from search.redact import remember_url, strip_secrets
 from search.storage import (
     Heartbeat,
     absolute_storage_url,
@@ -382,33 +383,32 @@ def read_study_file(path: str | Path) -> StudyRequest:
 
 
 def storable_tracking_uri(uri: str) -> str:
-    """The URI without a password (stored in the study), with a local SQLite path made absolute."""
+    """The URI with no secret at all (stored in the study, shown in links): no password, no
+    secret query parameter (`?token=`, `?password=`...); a local SQLite path made absolute.
+    Workers take their credentials from their own `--tracking-uri` or environment."""
+    remember_url(uri)
     if "://" not in uri:
         return uri
     scheme = uri.split("://", 1)[0].lower()
-    if scheme.startswith(("http", "https")):
-        parts = urlsplit(uri)
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        if parts.username:
-            host = f"{parts.username}@{host}"
-        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     if scheme.startswith(("sqlite", "postgresql", "mysql", "mssql")):
         from sqlalchemy.engine import make_url
 
         try:
-            # `URL.set(password=None)` keeps the password ("None" means "unchanged").
-            parsed = make_url(uri)._replace(password=None)
+            parsed = make_url(uri)
         except Exception:
             raise StudyError(
                 "the tracking URI must be an http(s) or SQLAlchemy URL, but got "
                 f"{redact_url(uri)!r}"
             ) from None
+        if parsed.host and "@" in parsed.host:
+            raise StudyError(
+                "the tracking URI's password must write `@` as `%40` (percent-encoded), but "
+                f"got a second `@` in {redact_url(uri)!r}"
+            )
         if parsed.get_backend_name() == "sqlite" and parsed.database:
             parsed = parsed.set(database=str(Path(parsed.database).expanduser().resolve()))
-        return parsed.render_as_string(hide_password=False)
-    return uri
+        uri = parsed.render_as_string(hide_password=False)
+    return strip_secrets(uri)
 
 
 def local_artifact_location(tracking_uri: str) -> str | None:
@@ -465,28 +465,17 @@ def create_study(spec: StudySpec, storage_url: str) -> tuple[StudySpec, bool]:
     existing name raises `StudyError` naming the fields that differ; nothing is written then.
     """
     storage_url = absolute_storage_url(storage_url)
+    tracked = spec.tracking_uri is not None and _fresh_sqlite(storage_url)
+    if tracked:
+        # MLflow first: an unreachable tracking server must leave no storage file behind.
+        spec = _with_study_run(spec, storage_url)
     storage = open_storage(storage_url)
     try:
         existing = _stored_spec(storage, spec.name)
         if existing is not None:
             return _resume(existing, spec, storage, storage_url), True
-        if spec.tracking_uri is not None:
-            from search.tracking import ensure_study_run
-
-            ref = ensure_study_run(
-                spec.tracking_uri,
-                spec.name,
-                tracking_params(spec),
-                tags={"hpsearch.storage": redact_url(storage_url)},
-                artifact_location=spec.artifact_location,
-            )
-            spec = dataclasses.replace(
-                spec, experiment_id=str(ref.experiment_id), parent_run_id=str(ref.parent_run_id)
-            )
-            from search.tracking._env import make_client
-            from search.tracking._study_run import mark_classic_ml
-
-            mark_classic_ml(make_client(ref.tracking_uri), spec.experiment_id or "")
+        if spec.tracking_uri is not None and not tracked:
+            spec = _with_study_run(spec, storage_url)
         try:
             study = optuna.create_study(
                 storage=storage,
@@ -507,6 +496,59 @@ def create_study(spec: StudySpec, storage_url: str) -> tuple[StudySpec, bool]:
         return spec, False
     finally:
         storage.engine.dispose()
+
+
+def _fresh_sqlite(storage_url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(storage_url)
+    return parsed.get_backend_name() == "sqlite" and not Path(str(parsed.database)).exists()
+
+
+def _with_study_run(spec: StudySpec, storage_url: str) -> StudySpec:
+    """`spec` with its MLflow experiment and parent run, created (or found) now.
+
+    An unreachable server is `InfrastructureError` (one line, exit 1), a request it refuses
+    `StudyError`: never MLflow's traceback."""
+    from search.tracking import ensure_study_run
+    from search.tracking._env import describe, is_permanent, make_client
+    from search.tracking._study_run import mark_classic_ml
+
+    assert spec.tracking_uri is not None
+    # urllib3 logs each retry of a refused connection: the one line below says it all.
+    urllib3_log = logging.getLogger("urllib3.connectionpool")
+    level = urllib3_log.level
+    urllib3_log.setLevel(logging.ERROR)
+    try:
+        ref = ensure_study_run(
+            spec.tracking_uri,
+            spec.name,
+            tracking_params(spec),
+            tags={"hpsearch.storage": redact_url(storage_url)},
+            artifact_location=spec.artifact_location,
+        )
+        mark_classic_ml(make_client(ref.tracking_uri), str(ref.experiment_id))
+    except Exception as exc:
+        from mlflow.exceptions import MlflowException
+
+        if is_permanent(exc):
+            raise StudyError(
+                f"the tracking server {redact_url(spec.tracking_uri)!r} refused the study "
+                f"{spec.name!r}: {describe(exc)}"
+            ) from None
+        if isinstance(exc, MlflowException | OSError):
+            errno = re.search(r"\[Errno [^\]]+\][^'\"()]*", str(exc))
+            raise InfrastructureError(
+                f"the tracking server {redact_url(spec.tracking_uri)!r} is unreachable, so "
+                "nothing was created (start it, or pass --no-tracking): "
+                f"{errno.group(0).strip() if errno else describe(exc)}"
+            ) from None
+        raise
+    finally:
+        urllib3_log.setLevel(level)
+    return dataclasses.replace(
+        spec, experiment_id=str(ref.experiment_id), parent_run_id=str(ref.parent_run_id)
+    )
 
 
 def _resume(existing: StudySpec, requested: StudySpec, storage: Any, storage_url: str) -> StudySpec:
@@ -553,8 +595,6 @@ def grow_budget(spec: StudySpec, n_trials: int, storage: Any) -> StudySpec:
 
 
 def _reopen_parent_run(spec: StudySpec) -> None:
-    import logging
-
     from search.tracking._env import make_client
 
     assert spec.tracking_uri is not None and spec.parent_run_id is not None

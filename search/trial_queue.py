@@ -49,6 +49,7 @@ from search.optuna_internals import (
     stored_value,
     utc_now,
 )
+from search.redact import redact_json
 
 RETRY_OF = "retry_of"
 RETRY_REASON = "retry_reason"
@@ -529,9 +530,10 @@ def _write_attrs(
     replace: bool = True,
 ) -> None:
     """Set attributes of several trials: one DELETE and one INSERT (Optuna: a transaction per
-    key). Values are JSON, as Optuna stores them."""
+    key). Values are JSON, as Optuna stores them, their strings redacted (a failure's reason
+    may quote a driver's message, URL included)."""
     rows = [
-        {"trial_id": i, "key": k, "value_json": json.dumps(v)}
+        {"trial_id": i, "key": k, "value_json": json.dumps(redact_json(v))}
         for i, values in attrs.items()
         for k, v in values.items()
     ]

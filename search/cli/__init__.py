@@ -2,13 +2,19 @@
 
 Each verb lives in its own module with a `register(subparsers)` function; a verb only parses
 its arguments and calls the API. Errors a user can fix exit 2 with one line, never a traceback.
+
+Everything the process writes on stdout and stderr (results, log records, warnings, errors, a
+traceback) passes through `search.redact`: the URLs of the arguments and the environment are
+remembered first, so their secrets are hidden whatever the line around them looks like.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
+from typing import TextIO, cast
 
 from search.errors import InfrastructureError, WorkerStopped, user_errors
 
@@ -28,6 +34,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from search.redact import RedactingStream, remember_environment, remember_url
+
+    remember_environment()
+    for arg in sys.argv[1:] if argv is None else argv:
+        remember_url(arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg)
+    out, err = sys.stdout, sys.stderr
+    sys.stdout = cast(TextIO, RedactingStream(out))
+    sys.stderr = cast(TextIO, RedactingStream(err))
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = out, err
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 with argparse's message on a usage error
     try:
@@ -43,7 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         if not isinstance(exc, user_errors()):
-            raise
+            # A bug: the traceback is for a report, printed through the redacting stream.
+            traceback.print_exc()
+            return 1
         print(f"hpsearch: error: {exc}", file=sys.stderr)
         return 2
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search.redact import redact
+from search.redact import redact, remember_url
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -59,6 +59,7 @@ def configure_client_env() -> None:
 
 
 def make_client(tracking_uri: str) -> MlflowClient:
+    remember_url(tracking_uri)  # its secrets are hidden in whatever this process writes
     configure_client_env()
     from mlflow.tracking import MlflowClient
 

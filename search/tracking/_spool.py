@@ -6,8 +6,8 @@ half a file. A replaying process claims a file by renaming it (atomic, so two wo
 a spool directory never replay the same file), sends its ops in order and rewrites the file
 after each acknowledged op, so a crash mid-replay resends at most the op in flight.
 
-The header keeps the tracking URI *redacted* (no password on disk); a file is replayed by a
-client whose redacted URI matches it.
+The header keeps the tracking URI with its secrets *removed* (`search.redact.strip_secrets`: no
+password or token on disk); a file is replayed by a client whose URI has the same address.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from search.redact import redact
+from search.redact import strip_secrets
 from search.tracking._env import describe, is_permanent
 from search.tracking._ops import Op, RunTarget, execute
 
@@ -64,7 +64,7 @@ def spool_header(
     KILLED), so it overwrites whatever status and tags the run has when it is replayed."""
     return {
         "format": FORMAT,
-        "tracking_uri": redact(tracking_uri),
+        "tracking_uri": strip_secrets(tracking_uri),
         "experiment_id": target.experiment_id,
         "run_id": target.run_id,
         "artifact_uri": target.artifact_uri,
@@ -138,13 +138,14 @@ def pending_files(directory: Path, tracking_uri: str) -> list[Path]:
     if not directory.is_dir():
         return []
     _release_stale_claims(directory)
-    wanted = redact(tracking_uri)
+    wanted = strip_secrets(tracking_uri)
     found: list[tuple[float, Path]] = []
     for path in directory.glob(f"*{SUFFIX}"):
         try:
             with open(path, encoding="utf-8") as f:
                 header = json.loads(f.readline())
-            if header.get("tracking_uri") == wanted:
+            # An older header holds the URI redacted (`hp:***@`): the same address.
+            if strip_secrets(str(header.get("tracking_uri"))) == wanted:
                 found.append((path.stat().st_mtime, path))
         except (OSError, ValueError):
             continue  # vanished (claimed meanwhile) or not ours
