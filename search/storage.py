@@ -267,6 +267,8 @@ def _first_line(exc: BaseException) -> str:
 
 def _unwritable_sqlite(parsed: URL, reason: str) -> str:
     path = str(Path(str(parsed.database)).expanduser().resolve())
+    if Path(path).exists() and not Path(path).is_file():
+        reason = "not a regular file"
     return (
         "the storage must be a SQLite database file this user can create and write, but got "
         f"{path!r} ({reason})"
