@@ -24,6 +24,7 @@ the value must stay a working address and must not depend on what one process ha
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -47,7 +48,7 @@ MASK = "***"
 # (not percent-encoded) password holding `@` or `/` is hidden whole. The user part cannot
 # hold `:`, `/` or `@`, which keeps `http://host:5000/x` (a port, no userinfo) untouched.
 _URL_USERINFO = re.compile(
-    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"<>]*):(?P<secret>[^\s'\"<>]*)@"
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"<>\[\]]*):(?P<secret>[^\s'\"<>]*)@"
     r"(?=[^\s@'\"<>]*(?:[\s'\"<>]|$))"
 )
 
@@ -60,11 +61,16 @@ _SECRET_WORD = (
     r"|(?:api|access|secret|private|account)[_\-]?key)|sig|signature)"
 )
 _IS_SECRET_KEY = re.compile(rf"(?i:{_SECRET_WORD})")
-# `=` may itself be percent-encoded, as in a URL nested in a query parameter.
 _KEY_EQUALS = re.compile(
-    rf"(?P<head>(?i:(?<![\w.\-]){_SECRET_WORD})\s*(?:=|%3[dD])\s*)"
+    rf"(?P<head>(?i:(?<![\w.\-]){_SECRET_WORD})\s*=\s*)"
     # Unquoted, a value ends at a separator or a closing bracket: `(storage ...?password=x)`.
-    r"(?P<secret>\"[^\"\n]*\"|'[^'\n]*'|(?:(?!%3[bB]|%26)[^\s&;,'\")\]}<>])+)"
+    r"(?P<secret>\"[^\"\n]*\"|'[^'\n]*'|[^\s&;,'\")\]}<>]+)"
+)
+# The same inside a percent-encoded value (`odbc_connect=...%3BPWD%3Dsecret%3B...`): there the
+# nested string's own separator is `%3B`.
+_KEY_ENCODED_EQUALS = re.compile(
+    rf"(?P<head>(?i:(?<![\w.\-]){_SECRET_WORD})%3[dD])"
+    r"(?P<secret>(?:(?!%3[bB])[^\s&;,'\")\]}<>])+)"
 )
 _KEY_COLON = re.compile(
     rf"(?P<head>(?i:[\"']?(?<![\w.\-]){_SECRET_WORD}[\"']?)\s*:\s*(?P<quote>[\"']))"
@@ -85,11 +91,19 @@ def redact(text: str) -> str:
         text = str(text)
     if not text:
         return text
-    text = _URL_USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)
-    text = _KEY_EQUALS.sub(_mask_value, text)
-    text = _KEY_COLON.sub(lambda m: f"{m['head']}{MASK}{m['quote']}", text)
+    # Known values first: a pattern could cut one in two (at a quote, say) and leave the rest.
     known = _known_pattern
-    return known.sub(MASK, text) if known is not None else text
+    if known is not None:
+        text = known.sub(MASK, text)
+    return _redact_patterns(text)
+
+
+def _redact_patterns(text: str) -> str:
+    # `key=value` first: a raw `@` inside a query value must not pass for the end of a userinfo.
+    text = _KEY_EQUALS.sub(_mask_value, text)
+    text = _KEY_ENCODED_EQUALS.sub(_mask_value, text)
+    text = _URL_USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)
+    return _KEY_COLON.sub(lambda m: f"{m['head']}{MASK}{m['quote']}", text)
 
 
 def redact_json(value: Any) -> Any:
@@ -113,14 +127,23 @@ def remember_url(url: str | None) -> None:
     everything `redact` sees from now on, in this process."""
     if not url or "://" not in url:
         return
-    found = set()
+    found: set[str] = set()
     _scheme, rest = url.split("://", 1)
-    userinfo, _hostpart = _split_userinfo(rest)
-    if userinfo is not None and ":" in userinfo:
-        found.add(userinfo.split(":", 1)[1])
+    user = re.match(r"[^:/@\[\]]*:", rest)
+    if user:
+        # A raw `@` makes the password's end ambiguous (urllib takes the last `@` of the
+        # authority, SQLAlchemy the first): each reading is hidden.
+        after = rest[user.end() :]
+        found.update(after[:i] for i, c in enumerate(after) if c == "@")
     for key, value in _query_pairs(url):
         if _IS_SECRET_KEY.fullmatch(unquote_plus(key)):
             found.add(value)
+        # A connection string nested in a value (`odbc_connect=...;PWD=secret;...`).
+        for separator in (";", "&"):
+            for item in unquote_plus(value).split(separator):
+                inner_key, sep, inner = item.partition("=")
+                if sep and inner and _IS_SECRET_KEY.fullmatch(inner_key.strip()):
+                    found.add(inner)
     remember_secrets(found)
 
 
@@ -130,7 +153,9 @@ def remember_secrets(values: set[str] | list[str]) -> None:
     variants = set()
     for value in values:
         for form in (value, unquote(value), unquote_plus(value)):
+            # As written, URL-encoded, and escaped inside a JSON or a Python string literal.
             variants.update({form, quote(form, safe=""), quote_plus(form)})
+            variants.update({json.dumps(form)[1:-1], repr(form)[1:-1]})
     variants = {v for v in variants if len(v) >= _MIN_KNOWN}
     with _lock:
         if variants <= _known:
@@ -157,26 +182,38 @@ def remember_environment(environ: dict[str, str] | None = None) -> None:
             remember_secrets([value])
 
 
-def _split_userinfo(rest: str) -> tuple[str | None, str]:
-    """`user:pw` and the rest of a URL after `scheme://`. The userinfo ends at the last `@`
-    before the query: a raw `@` in the password belongs to it. `sqlite:///path@x` (three
-    slashes: no authority) has none."""
-    if rest.startswith("/"):
-        return None, rest
-    authority_end = len(rest)
-    query = rest.find("?", rest.rfind("@") + 1 if "@" in rest else 0)
-    if query >= 0:
-        authority_end = query
-    at = rest.rfind("@", 0, authority_end)
-    if at < 0:
-        return None, rest
-    return rest[:at], rest[at + 1 :]
+def _split_userinfo(scheme: str, rest: str) -> tuple[str | None, str]:
+    """`user:pw` and the rest of a URL after `scheme://` (None: no userinfo).
+
+    http(s) as urllib and requests read it: the authority ends at the first `/`, `?` or `#`,
+    its userinfo at its last `@` (a raw `@` in the password belongs to the password).
+    SQLAlchemy lets a password hold `/`, `?` or `#` too (`user:pa/ss@host`), and splits at the
+    first `@` after `user:`; a URL with a raw `@` left after that is ambiguous, and the whole
+    of it up to the last `@` before the query counts as userinfo. `sqlite:///path` (three
+    slashes: no authority) has none.
+    """
+    authority = re.match(r"[^/?#]*", rest)
+    netloc = authority.group(0) if authority else ""
+    userinfo: str | None = None
+    if "@" in netloc:
+        at = netloc.rfind("@")
+        userinfo, rest = rest[:at], rest[at + 1 :]
+    elif not scheme.lower().startswith("http"):
+        sqlalchemy_style = re.match(r"([^:/@\[\]]+:[^@]*)@", rest)
+        if sqlalchemy_style:
+            userinfo, rest = sqlalchemy_style.group(1), rest[sqlalchemy_style.end() :]
+    if userinfo is not None and not scheme.lower().startswith("http"):
+        before_query = rest.split("?", 1)[0]
+        if "@" in before_query:
+            at = before_query.rfind("@")
+            userinfo, rest = f"{userinfo}@{rest[:at]}", rest[at + 1 :]
+    return userinfo, rest
 
 
 def _query_pairs(url: str) -> list[tuple[str, str]]:
     """The raw `key=value` pairs of the URL's query (split on `&` and `;`), undecoded."""
-    _, rest = url.split("://", 1)
-    _, hostpart = _split_userinfo(rest)
+    scheme, rest = url.split("://", 1)
+    _, hostpart = _split_userinfo(scheme, rest)
     if "?" not in hostpart:
         return []
     query = hostpart.split("?", 1)[1].split("#", 1)[0]
@@ -190,11 +227,12 @@ def _query_pairs(url: str) -> list[tuple[str, str]]:
 
 def strip_secrets(url: str) -> str:
     """`url` with its password and secret query parameters removed (the user, host, path and
-    the other parameters kept as written): an address that can be stored and shown."""
+    the other parameters kept as written, a secret nested in one masked): an address that can
+    be stored and shown. The same in every process: nothing remembered is used."""
     if "://" not in url:
-        return redact(url)
+        return _redact_patterns(url)
     scheme, rest = url.split("://", 1)
-    userinfo, hostpart = _split_userinfo(rest)
+    userinfo, hostpart = _split_userinfo(scheme, rest)
     authority = ""
     if userinfo is not None:
         user = userinfo.split(":", 1)[0]
@@ -203,7 +241,7 @@ def strip_secrets(url: str) -> str:
     if sep:
         query, hash_sep, fragment = query.partition("#")
         kept = [
-            item
+            _redact_patterns(item)  # e.g. `odbc_connect=...PWD%3Dsecret`
             for item in re.split(r"[&;]", query)
             if item and not _IS_SECRET_KEY.fullmatch(unquote_plus(item.partition("=")[0]))
         ]

@@ -75,7 +75,13 @@ def parse_storage_url(url: str) -> URL:
             f"the storage URL must be a SQLAlchemy URL such as {DEFAULT_STORAGE!r} or "
             f"'postgresql://user@host:5432/db', but got {redact_url(url)!r}"
         ) from None
-    if parsed.host and "@" in parsed.host:
+    dialect = parsed.get_backend_name()
+    if dialect not in SUPPORTED_DIALECTS:
+        raise StudyError(
+            f"the storage URL's database must be one of {list(SUPPORTED_DIALECTS)}, "
+            f"but got {dialect!r} in {redact_url(url)!r}"
+        )
+    if "@" in (parsed.host or "") or (dialect != "sqlite" and "@" in (parsed.database or "")):
         # SQLAlchemy splits a raw `@` of the password at its first `@`: the rest would be
         # looked up as a host name, and the driver's error would print it.
         raise StudyError(
@@ -86,12 +92,6 @@ def parse_storage_url(url: str) -> URL:
         raise StudyError(
             f"the storage URL's port must be in 1..65535, but got {parsed.port} in "
             f"{redact_url(url)!r}"
-        )
-    dialect = parsed.get_backend_name()
-    if dialect not in SUPPORTED_DIALECTS:
-        raise StudyError(
-            f"the storage URL's database must be one of {list(SUPPORTED_DIALECTS)}, "
-            f"but got {dialect!r} in {redact_url(url)!r}"
         )
     if dialect == "sqlite":
         if not parsed.database or parsed.database == ":memory:":

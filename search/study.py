@@ -400,7 +400,8 @@ def storable_tracking_uri(uri: str) -> str:
                 "the tracking URI must be an http(s) or SQLAlchemy URL, but got "
                 f"{redact_url(uri)!r}"
             ) from None
-        if parsed.host and "@" in parsed.host:
+        in_rest = "@" in (parsed.host or "") or "@" in (parsed.database or "")
+        if in_rest and parsed.get_backend_name() != "sqlite":
             raise StudyError(
                 "the tracking URI's password must write `@` as `%40` (percent-encoded), but "
                 f"got a second `@` in {redact_url(uri)!r}"

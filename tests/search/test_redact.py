@@ -117,32 +117,40 @@ def _form(rng: random.Random, *, any_char: bool) -> Form:
     if scheme.startswith("mssql") and rng.random() < 0.5:
         where = "odbc"
     specials = SPECIALS + (" '\"" if any_char else "")
-    secret, markers = _secret(rng, specials)
-    userinfo, query = "", []
+    # A raw `/`, `?` or `#` ends an http authority (urllib, requests): not a password there.
+    raw = (
+        specials.translate(str.maketrans("", "", "/?#")) if scheme.startswith("http") else specials
+    )
+    secret, used = _secret(rng, raw)
+    userinfo, query, markers = "", [], []
     if where in ("userinfo-raw", "both"):
-        userinfo = f"hp:{secret}@"
+        userinfo, markers = f"hp:{secret}@", markers + used
     elif where == "userinfo-encoded":
-        userinfo = f"hp:{quote(secret, safe='')}@"
+        userinfo, markers = f"hp:{quote(secret, safe='')}@", markers + used
     if where in ("query", "both"):
         other, more = _secret(rng, specials)
         markers += more
         query.append(f"{rng.choice(QUERY_KEYS)}={quote(other, safe='')}")
     if where == "query-raw":
-        # Raw in a query value: only what a query parser keeps inside one value.
-        secret, markers = _secret(rng, "-._~!$*:@/")
+        # Raw in a query value: only what a query parser keeps inside one value (and a raw `@`
+        # only in http: SQLAlchemy would take it for the end of a userinfo).
+        secret, markers = _secret(rng, "-._~!$*:/" + ("@" if scheme.startswith("http") else ""))
         query.append(f"{rng.choice(QUERY_KEYS)}={secret}")
     if where == "odbc":
+        # ODBC ends a value at `;` (braces quote one): the driver itself would split there.
+        secret, used = _secret(rng, specials.replace(";", ""))
         odbc = f"DRIVER={{ODBC Driver 18}};SERVER=db;UID=hp;PWD={secret}"
         query.append(f"odbc_connect={quote(odbc, safe='')}")
+        markers = used
     if rng.random() < 0.5:
         query.insert(rng.randint(0, len(query)), rng.choice(["sslmode=require", "x=1"]))
     url = f"{scheme}://{userinfo}{host}{path}" + (f"?{'&'.join(query)}" if query else "")
     return Form(url, markers, kind, secret)
 
 
-def _forms(any_char: bool) -> list[Form]:
+def _forms(any_char: bool, n: int = CASES) -> list[Form]:
     rng = random.Random(SEED + any_char)
-    return [_form(rng, any_char=any_char) for _ in range(CASES)]
+    return [_form(rng, any_char=any_char) for _ in range(n)]
 
 
 def _leaks(form: Form, text: str) -> list[str]:
@@ -202,7 +210,8 @@ def test_every_sink_hides_a_generated_url_secret_by_its_form(form: Form) -> None
     assert leaks == {}, form.url
 
 
-@pytest.mark.parametrize("form", _forms(any_char=True), ids=lambda f: f.url[:60])
+# Fewer: every remembered secret joins the pattern each later `redact` in this process runs.
+@pytest.mark.parametrize("form", _forms(any_char=True, n=100), ids=lambda f: f.url[:60])
 def test_every_sink_hides_a_remembered_url_secret_however_it_is_echoed(form: Form) -> None:
     """Once the process has seen the URL, its secret is hidden even where no pattern could
     find it: a password holding a space or a quote, or echoed alone by a driver."""
@@ -213,11 +222,17 @@ def test_every_sink_hides_a_remembered_url_secret_however_it_is_echoed(form: For
     assert leaks == {}, form.url
 
 
-@pytest.mark.parametrize("form", _forms(any_char=False)[:100], ids=lambda f: f.url[:60])
+HTTP_FORMS = [f for f in _forms(any_char=False) if f.url.startswith("http")]
+
+
+@pytest.mark.parametrize("form", HTTP_FORMS, ids=lambda f: f.url[:60])
 def test_a_stored_tracking_address_still_points_at_the_same_server(form: Form) -> None:
-    if not form.url.startswith("http") or "@" in form.raw:
-        pytest.skip("an http URL with an unambiguous host")
-    before, after = urlsplit(form.url), urlsplit(strip_secrets(form.url))
+    try:
+        before = urlsplit(form.url)
+        before.port  # noqa: B018 (parsing the port is what raises)
+    except ValueError:
+        pytest.skip("not a URL urllib can read (a raw bracket in the password)")
+    after = urlsplit(strip_secrets(form.url))
     assert (after.scheme, after.hostname, after.port, after.path) == (
         before.scheme, before.hostname, before.port, before.path,
     )  # fmt: skip
