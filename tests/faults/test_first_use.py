@@ -5,12 +5,11 @@ MLflow's migrated schema, in the same files at once. Each repetition is a fresh 
 user cache (`HPSEARCH_CACHE_DIR`, where the migrated MLflow template lives) is cold in the
 second repetition (both make the template at once), warm after it, and unusable in the first
 (a cache path under a regular file, as with a read-only home: MLflow's migrations then run on
-the store itself; on the old code the two chains collided, "duplicate column name: step"). Afterwards: one study, exactly its budget, both commands exit 0 without a traceback,
-and the MLflow store is whole (every table, one schema version, one experiment with one
-FINISHED run per trial).
-
-A store left half-created by an older version is recognized and refused with one line that
-says how to recover.
+the store itself; on the old code the two chains collided, "duplicate column name: step").
+Afterwards: one study, exactly its budget, both commands exit 0 without a traceback, and the
+MLflow store is whole (every table, one schema version, one experiment with one FINISHED run
+per trial). A store left half-created is refused with how to recover
+(`test_permanent_errors.py`).
 """
 
 from __future__ import annotations
