@@ -46,3 +46,15 @@ def test_validating_a_study_loads_its_dataset_without_torch_or_scikit_learn(
         ).stdout  # fmt: skip
     assert out.split() == ["[]"]
     assert not (tmp_path / "x.db").exists()  # validation writes nothing
+
+
+@pytest.mark.skipif(
+    any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/kfd")), reason="a GPU host"
+)
+def test_counting_gpus_on_a_host_without_gpu_devices_does_not_import_torch() -> None:
+    code = (
+        "import sys; from search.runner import gpu_count; "
+        "print(gpu_count(), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.split() == ["0", "False"]
