@@ -154,18 +154,32 @@ def run_study(
     A study whose budget is already met returns at once (`already_done`), starting no worker.
     A run that met its budget removes its worker logs unless `keep_logs`; one that did not
     keeps them (`outcome.log_dir`)."""
+    from search.runner import EarlyStart, start_early
     from search.runner import run_study as _run
 
     url = _storage_url(storage)
+    early: EarlyStart | None = None
     if isinstance(request, str):
         _require_store(url, request)
         spec, resumed = load_spec(url, request), True
     else:
         if isinstance(request, StudyRequest) and request.workers is not None and workers == "auto":
             workers = request.workers
-        spec, resumed = create_study(request, url)
+        spec = request if isinstance(request, StudySpec) else request.resolve(url)
+        if _is_new_study(url, spec.name):
+            # Validated, not yet written: the workers import torch (and MLflow) while the study
+            # and its MLflow experiment are created, behind a gate that opens once they exist.
+            early = start_early(spec, url, workers, workers_per_gpu, tracking_uri)
+        try:
+            spec, resumed = create_study(spec, url)
+        except BaseException:
+            if early is not None:
+                early.cancel()
+            raise
     outcome: RunOutcome | None = None
     finished = _finished(spec.name, url)
+    if finished >= spec.n_trials and early is not None:
+        early.cancel()  # another command created and finished it meanwhile
     if finished < spec.n_trials:
         outcome = _run(
             spec,
@@ -175,6 +189,7 @@ def run_study(
             tracking_uri=tracking_uri,
             progress=progress,
             out=out,
+            early=early,
         )
         finished = outcome.finished
         if outcome.ok and not keep_logs:
@@ -185,6 +200,20 @@ def run_study(
     rows = [r for r in trials_table(spec.name, url) if r["value"] is not None]
     rows.sort(key=lambda r: r["value"], reverse=spec.direction == "maximize")
     return StudyRun(spec, resumed, outcome, rows[:5], mlflow_location(spec), finished)
+
+
+def _is_new_study(url: str, name: str) -> bool:
+    """True when no study `name` exists in `url` yet (a missing SQLite file is not created)."""
+    if _missing_sqlite_file(url) is not None:
+        return True
+    rdb = open_storage(url)
+    try:
+        rdb.get_study_id_from_name(name)
+        return False
+    except KeyError:
+        return True
+    finally:
+        rdb.engine.dispose()
 
 
 def _finished(name: str, url: str) -> int:

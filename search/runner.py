@@ -12,6 +12,7 @@ running the same study again resumes it.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,11 +27,12 @@ from search.errors import InfrastructureError, StudyError
 from search.storage import count_trials, open_storage
 from search.study import StudySpec
 from search.summary import SUMMARY_ENV
-from search.worker import N_WORKERS_ENV
+from search.worker import GATE_OPEN, N_WORKERS_ENV, START_GATE_ENV
 
 MAX_AUTO_CPU_WORKERS = 4
 POLL_INTERVAL_S = 1.0
 STOP_TIMEOUT_S = 30.0
+GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/kfd")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,10 @@ class WorkerPlan:
 
 
 def gpu_count() -> int:
+    # Importing torch costs the runner about a second; a Linux host without NVIDIA's (or
+    # ROCm's) device nodes has no GPU torch could use, so it need not be asked.
+    if sys.platform == "linux" and not any(os.path.exists(p) for p in GPU_DEVICE_NODES):
+        return 0
     try:
         import torch
 
@@ -103,6 +109,9 @@ def start_workers(
     log_dir: Path,
     tracking_uri: str | None = None,
 ) -> list[subprocess.Popen[bytes]]:
+    """Start the plan's workers. Each imports what it needs, then waits at its start gate
+    (`open_gates`) before it touches the storage, so workers can start while the study is
+    still being created."""
     procs = []
     for i, extra in enumerate(plan.envs):
         env = {**os.environ, **extra}
@@ -111,14 +120,38 @@ def start_workers(
         env[SUMMARY_ENV] = "runner"  # the summary is written once, by `api.run_study`
         if tracking_uri:
             env["MLFLOW_TRACKING_URI"] = tracking_uri
+        env[START_GATE_ENV] = _gate_mode(tracking_uri or spec.tracking_uri)
         cmd = [sys.executable, "-m", "search", "worker", spec.name]
         with open(log_dir / f"worker-{i}.log", "ab") as log:
             procs.append(
                 subprocess.Popen(
-                    cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                    cmd,
+                    stdin=subprocess.PIPE,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,
                 )
             )
     return procs
+
+
+def _gate_mode(tracking_uri: str | None) -> str:
+    """What a worker preloads at its gate: nothing of MLflow, its REST client, or its store."""
+    if not tracking_uri:
+        return "untracked"
+    return "server" if tracking_uri.startswith(("http://", "https://")) else "local"
+
+
+def open_gates(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Let the workers go on: their study exists now."""
+    for proc in procs:
+        if proc.stdin is not None and not proc.stdin.closed:
+            try:
+                proc.stdin.write(GATE_OPEN)
+                proc.stdin.close()
+            except OSError:  # it died meanwhile: its exit code tells
+                pass
 
 
 def stop_workers(
@@ -137,6 +170,36 @@ def stop_workers(
             proc.wait()
 
 
+@dataclass
+class EarlyStart:
+    """Workers started for a study, waiting at their start gates until `run_study` opens
+    them. Started before the study is created, their imports (torch, Optuna, MLflow: most of
+    a worker's start-up) overlap the creation instead of following it."""
+
+    plan: WorkerPlan
+    log_dir: Path
+    procs: list[subprocess.Popen[bytes]]
+
+    def cancel(self) -> None:
+        """The study could not be created: stop the waiting workers (they wrote nothing)."""
+        stop_workers(self.procs, timeout_s=5.0)
+        shutil.rmtree(self.log_dir, ignore_errors=True)
+
+
+def start_early(
+    spec: StudySpec,
+    storage_url: str,
+    workers: int | str = "auto",
+    workers_per_gpu: int = 1,
+    tracking_uri: str | None = None,
+) -> EarlyStart:
+    """Start `spec`'s workers behind their gates (see `EarlyStart`)."""
+    plan = plan_workers(workers, workers_per_gpu, spec)
+    log_dir = Path(tempfile.mkdtemp(prefix=f"hpsearch-{_safe(spec.name)}-"))
+    procs = start_workers(spec, storage_url, plan, log_dir, tracking_uri)
+    return EarlyStart(plan, log_dir, procs)
+
+
 def run_study(
     spec: StudySpec,
     storage_url: str,
@@ -146,11 +209,13 @@ def run_study(
     tracking_uri: str | None = None,
     progress: bool = True,
     out: TextIO | None = None,
+    early: EarlyStart | None = None,
 ) -> RunOutcome:
-    """Run `spec` (already created) with local worker processes until its budget is met."""
+    """Run `spec` (already created) with local worker processes until its budget is met:
+    the ones `early` started before the study existed, or new ones."""
     out = out or sys.stderr
-    plan = plan_workers(workers, workers_per_gpu, spec)
-    log_dir = Path(tempfile.mkdtemp(prefix=f"hpsearch-{_safe(spec.name)}-"))
+    early = early or start_early(spec, storage_url, workers, workers_per_gpu, tracking_uri)
+    plan, log_dir, procs = early.plan, early.log_dir, early.procs
     storage = open_storage(storage_url)
     study_id = storage.get_study_id_from_name(spec.name)
     started = time.monotonic()
@@ -159,7 +224,7 @@ def run_study(
         f"logs in {log_dir}",
         file=out,
     )
-    procs = start_workers(spec, storage_url, plan, log_dir, tracking_uri)
+    open_gates(procs)
     bar: Any = None
     if progress:
         from tqdm import tqdm

@@ -171,7 +171,7 @@ class StudyRequest:
         """
         from search.samplers import make_sampler
         from spaces import Space, load_space
-        from trainers import TrainConfig, default_metric, prepare_data
+        from trainers import TrainConfig, check_data, default_metric
 
         _check_int("trials", self.n_trials, low=1)
         _check_int("tiers", self.tiers, low=1)
@@ -196,8 +196,9 @@ class StudyRequest:
         sampler = self.sampler or space.sampler or "random"
         make_sampler(sampler, self.seed or 0, space)  # SpaceError for grid or unknown names
 
-        # The dataset is loaded once here, on the CPU, so a typo fails before anything exists.
-        data = prepare_data(config.replace(device="cpu"))
+        # The dataset is loaded and checked once here (without torch: this command never
+        # trains), so a typo fails before anything exists.
+        data = check_data(config)
         metric, direction = self.metric, self.direction
         if metric is None:
             metric, default_direction = default_metric(data.task)
@@ -248,7 +249,7 @@ class StudyRequest:
             grace_period_s=heartbeat.grace_s,
             max_retries=self.max_retries,
             data_notes={
-                "rows": data.n_train + len(data.val_indices) + len(data.test_indices),
+                "rows": data.n_rows,
                 "dropped_rows": data.dropped_rows,
             },
         )

@@ -18,6 +18,7 @@ from trainers.errors import ConfigError, DataError
 if TYPE_CHECKING:  # the real names, for type checkers; at run time they load lazily (below)
     from trainers.data import DataCache, DeviceData, prepare_data
     from trainers.device import resolve_device
+    from trainers.features import DataSummary, check_data
     from trainers.loop import train
     from trainers.result import TrainResult, default_metric
     from trainers.schedules import learning_rate
@@ -26,6 +27,8 @@ if TYPE_CHECKING:  # the real names, for type checkers; at run time they load la
 # must not pay for (or depend on) importing torch.
 _LAZY = {
     "DataCache": "trainers.data",
+    "DataSummary": "trainers.features",
+    "check_data": "trainers.features",
     "DeviceData": "trainers.data",
     "prepare_data": "trainers.data",
     "resolve_device": "trainers.device",
@@ -50,9 +53,11 @@ __all__ = [
     "ConfigError",
     "DataCache",
     "DataError",
+    "DataSummary",
     "DeviceData",
     "TrainConfig",
     "TrainResult",
+    "check_data",
     "default_metric",
     "learning_rate",
     "prepare_data",

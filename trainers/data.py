@@ -19,7 +19,7 @@ import torch
 from trainers.config import TrainConfig
 from trainers.datasets import RawDataset, load_raw, raw_cache_key
 from trainers.device import resolve_device
-from trainers.errors import DataError
+from trainers.features import FeatureEncoder, normalization_stats, split_indices
 
 DATA_FIELDS = (
     "dataset", "target", "task", "drop", "missing_target", "normalization", "standardize_target",
@@ -148,21 +148,6 @@ def prepare_data(config: TrainConfig, cache: DataCache | None = None) -> DeviceD
     return _prepare(load_raw(config), config, device)
 
 
-def split_indices(
-    n_rows: int, val_fraction: float, test_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(train, val, test) row numbers; the same arguments always give the same split."""
-    n_test = max(1, round(n_rows * test_fraction))
-    n_val = max(1, round(n_rows * val_fraction))
-    if n_rows - n_test - n_val < 2:
-        raise DataError(
-            f"the dataset has {n_rows} rows: too few to keep >= 2 training rows after holding "
-            f"out {n_val} for validation and {n_test} for test"
-        )
-    order = np.random.default_rng(seed).permutation(n_rows)
-    return order[n_test + n_val :], order[n_test : n_test + n_val], order[:n_test]
-
-
 def _prepare(raw: RawDataset, config: TrainConfig, device: torch.device) -> DeviceData:
     splits = split_indices(raw.n_rows, config.val_fraction, config.test_fraction, config.split_seed)
     return _build(raw, splits, config.normalization, config.standardize_target, device)
@@ -176,9 +161,9 @@ def _build(
     device: torch.device,
 ) -> DeviceData:
     train = splits[0]
-    encoder = _FeatureEncoder.fit(raw, train)
+    encoder = FeatureEncoder.fit(raw, train)
     x = encoder.transform(raw)
-    shift, scale = _normalization(x[train], normalization)
+    shift, scale = normalization_stats(x[train], normalization)
     x = (x - shift) / scale
 
     y: np.ndarray = raw.y
@@ -207,70 +192,3 @@ def _build(
         target_mean=target_mean, target_scale=target_scale, source=raw.source,
         _raw=raw, _splits=splits, _settings=(normalization, standardize_target),
     )  # fmt: skip
-
-
-def _normalization(x_train: np.ndarray, normalization: str) -> tuple[np.ndarray, np.ndarray]:
-    """(shift, scale) fitted on training rows; a constant column keeps scale 1 (no 0/0)."""
-    width = x_train.shape[1]
-    if normalization == "standardize":
-        shift, scale = x_train.mean(axis=0), x_train.std(axis=0)
-    elif normalization == "minmax":
-        shift = x_train.min(axis=0)
-        scale = x_train.max(axis=0) - shift
-    else:
-        return np.zeros(width), np.ones(width)
-    return shift, np.where(scale > 0, scale, 1.0)
-
-
-@dataclass(frozen=True)
-class _FeatureEncoder:
-    """Median imputation of numbers, mode imputation and one-hot encoding of categories."""
-
-    medians: np.ndarray
-    levels: list[list[str]]
-    modes: list[str]
-    names: list[str]
-
-    @classmethod
-    def fit(cls, raw: RawDataset, train: np.ndarray) -> _FeatureEncoder:
-        numeric_train = raw.numeric[train]
-        all_missing = [
-            name
-            for name, col in zip(raw.numeric_names, numeric_train.T, strict=True)
-            if np.isnan(col).all()
-        ]
-        levels: list[list[str]] = []
-        modes: list[str] = []
-        for j, name in enumerate(raw.categorical_names):
-            present = [v for v in raw.categorical[train, j] if v is not None]
-            if not present:
-                all_missing.append(name)
-                continue
-            values, counts = np.unique(np.asarray(present, dtype=str), return_counts=True)
-            levels.append([str(v) for v in values])
-            modes.append(str(values[int(np.argmax(counts))]))
-        if all_missing:
-            raise DataError(
-                f"column(s) {all_missing} of {raw.source!r} have no values in the training "
-                f"split, so they cannot be imputed: drop them or fill them in"
-            )
-        medians = np.nanmedian(numeric_train, axis=0) if numeric_train.shape[1] else np.zeros(0)
-        names = list(raw.numeric_names) + [
-            f"{name}={level}"
-            for name, col_levels in zip(raw.categorical_names, levels, strict=True)
-            for level in col_levels
-        ]
-        return cls(medians, levels, modes, names)
-
-    def transform(self, raw: RawDataset) -> np.ndarray:
-        numeric = np.where(np.isnan(raw.numeric), self.medians, raw.numeric)
-        blocks = [numeric]
-        for j, (col_levels, mode) in enumerate(zip(self.levels, self.modes, strict=True)):
-            column = [mode if v is None else v for v in raw.categorical[:, j]]
-            position = {level: i for i, level in enumerate(col_levels)}
-            onehot = np.zeros((raw.n_rows, len(col_levels)))
-            for row, value in enumerate(column):
-                if value in position:  # a level unseen in training stays all-zero
-                    onehot[row, position[value]] = 1.0
-            blocks.append(onehot)
-        return np.concatenate(blocks, axis=1)

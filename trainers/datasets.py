@@ -17,7 +17,8 @@ Dataset names (`TrainConfig.dataset`):
 `task="auto"` picks classification for the built-in classification sets, synthetic data, text
 targets and integer-valued targets with at most `MAX_AUTO_CLASSES` distinct values; anything
 else is regression. scikit-learn and pandas are imported here, lazily, so `import trainers`
-stays quick.
+stays quick; built-in and synthetic arrays are cached on disk after their first generation
+(`trainers.dataset_cache`), so a worker usually never imports scikit-learn at all.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from trainers.config import TrainConfig
+from trainers.dataset_cache import Generated, cached
 from trainers.errors import DataError
 
 BUILTIN_CLASSIFICATION = ("digits", "breast_cancer", "wine")
@@ -128,6 +130,15 @@ def _check_drop(drop: tuple[str, ...], columns: list[str], source: str, target: 
 
 
 def _load_builtin(name: str, task: str) -> RawDataset:
+    data = cached(name, lambda: _generate_builtin(name))
+    default_task = "regression" if name in BUILTIN_REGRESSION else "classification"
+    return _finish(
+        name, data.x, data.names, _no_categories(data.x), [], data.y, DEFAULT_TARGET, task,
+        default_task,
+    )  # fmt: skip
+
+
+def _generate_builtin(name: str) -> Generated:
     from sklearn import datasets as skd
 
     loader = {
@@ -137,14 +148,10 @@ def _load_builtin(name: str, task: str) -> RawDataset:
         "diabetes": skd.load_diabetes,
     }[name]
     bunch = loader()
-    default_task = "regression" if name in BUILTIN_REGRESSION else "classification"
     names = [str(n) for n in getattr(bunch, "feature_names", [])] or [
         f"x{i}" for i in range(bunch.data.shape[1])
     ]
-    return _finish(
-        name, np.asarray(bunch.data, dtype=np.float64), names, _no_categories(bunch.data),
-        [], np.asarray(bunch.target), DEFAULT_TARGET, task, default_task,
-    )  # fmt: skip
+    return Generated(np.asarray(bunch.data, dtype=np.float64), names, np.asarray(bunch.target))
 
 
 def _load_synthetic(name: str, task: str) -> RawDataset:
@@ -160,6 +167,14 @@ def _load_synthetic(name: str, task: str) -> RawDataset:
             f"`dataset` synthetic:N:F:C needs N >= 10, F >= 2 and 2 <= C <= N/5, "
             f"but got dataset={name!r} (N={n}, F={f}, C={c})"
         )
+    data = cached(f"synthetic:{n}:{f}:{c}", lambda: _generate_synthetic(n, f, c))
+    return _finish(
+        name, data.x, data.names, _no_categories(data.x), [], data.y, DEFAULT_TARGET, task,
+        "classification",
+    )  # fmt: skip
+
+
+def _generate_synthetic(n: int, f: int, c: int) -> Generated:
     from sklearn.datasets import make_classification
 
     # Enough informative features for C classes (make_classification needs C <= 2**informative).
@@ -168,11 +183,7 @@ def _load_synthetic(name: str, task: str) -> RawDataset:
         n_samples=n, n_features=f, n_informative=informative, n_redundant=0,
         n_classes=c, n_clusters_per_class=1, random_state=0,
     )  # fmt: skip
-    names = [f"x{i}" for i in range(f)]
-    return _finish(
-        name, x.astype(np.float64), names, _no_categories(x), [], y, DEFAULT_TARGET, task,
-        "classification",
-    )  # fmt: skip
+    return Generated(x.astype(np.float64), [f"x{i}" for i in range(f)], y)
 
 
 def _load_csv(

@@ -276,6 +276,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.max_trials is not None and args.max_trials < 1:
         raise StudyError(f"`--max-trials` must be >= 1, but got {args.max_trials}")
     _print_trial_lines()
+    from search.worker import pass_start_gate
+
+    if not pass_start_gate():  # started by `hpsearch run` for a study it could not create
+        return 0
     report = api.run_worker(
         args.study, args.storage, tracking_uri=args.tracking_uri, max_trials=args.max_trials
     )

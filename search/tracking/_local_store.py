@@ -21,9 +21,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, cast
 
-_logger = logging.getLogger("search.tracking")
+from trainers.dataset_cache import cache_dir
 
-CACHE_ENV = "HPSEARCH_CACHE_DIR"
+_logger = logging.getLogger("search.tracking")
 
 
 def sqlite_store_path(tracking_uri: str) -> Path | None:
@@ -127,15 +127,10 @@ def _migrate(fresh: Path) -> None:
     store.engine.dispose()
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get(CACHE_ENV) or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(base).expanduser() / "hpsearch"
-
-
 def _template() -> Path:
     import mlflow
 
-    cache = _cache_dir()
+    cache = cache_dir()
     template = cache / f"mlflow-{mlflow.__version__}-store.db"
     if template.exists():
         return template

@@ -19,23 +19,29 @@ from search.storage import redact_url
 from search.worker._loop import Worker
 from search.worker._outcome import STALE_REASON
 from search.worker._process import (
+    GATE_OPEN,
     N_WORKERS_ENV,
     SPOOL_ENV,
+    START_GATE_ENV,
     THREADS_ENV,
     configure_threads,
+    pass_start_gate,
     worker_id,
 )
 from search.worker._report import TrialTiming, WorkerReport
 
 __all__ = [
+    "GATE_OPEN",
     "N_WORKERS_ENV",
     "SPOOL_ENV",
     "STALE_REASON",
+    "START_GATE_ENV",
     "THREADS_ENV",
     "TrialTiming",
     "Worker",
     "WorkerReport",
     "configure_threads",
+    "pass_start_gate",
     "run_worker",
     "worker_id",
 ]

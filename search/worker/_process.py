@@ -38,3 +38,31 @@ def configure_threads(n_workers: int | None = None) -> int:
         threads = min(threads, max(1, (os.cpu_count() or 1) // max(1, n))) if n > 1 else threads
     torch.set_num_threads(threads)
     return threads
+
+
+# `hpsearch run` starts its workers while it creates their study: each imports what it will
+# need, then waits for one line on stdin before it opens the storage (which may not exist yet).
+START_GATE_ENV = "HPSEARCH_START_GATE"  # "untracked" | "server" | "local"; unset: no gate
+GATE_OPEN = b"go\n"
+
+
+def pass_start_gate() -> bool:
+    """Wait at the start gate, when this worker has one. False: the gate closed without
+    opening (the study could not be created), so the worker has nothing to do."""
+    import sys
+
+    mode = os.environ.pop(START_GATE_ENV, None)
+    if mode is None:
+        return True
+    # The heavy imports of a worker's first trial, done while the study is being created.
+    import optuna  # noqa: F401
+    import sqlalchemy  # noqa: F401
+    import torch  # noqa: F401
+
+    import trainers.loop  # noqa: F401
+
+    if mode in ("server", "local"):
+        import mlflow.tracking
+    if mode == "local":  # a store in a database file: MLflow's SQLAlchemy store (~0.6 s)
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    return sys.stdin.buffer.readline() == GATE_OPEN
