@@ -165,6 +165,7 @@ def run_study(
     else:
         if isinstance(request, StudyRequest) and request.workers is not None and workers == "auto":
             workers = request.workers
+        check_storage_writable(url)  # before the dataset is loaded: a mistake is told at once
         spec = request if isinstance(request, StudySpec) else request.resolve(url)
         if _is_new_study(url, spec.name):
             # Validated, not yet written: the workers import torch (and MLflow) while the study
