@@ -19,12 +19,10 @@ retried as if the database were down.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import sqlite3
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -40,6 +38,12 @@ from sqlalchemy.engine import URL, make_url
 
 from search.errors import InfrastructureError, StudyError
 from search.redact import redact, remember_url
+from search.sqlite_file import (
+    check_sqlite_writable,
+    open_sqlite,
+    sqlite_on_connect,
+    unwritable_sqlite,
+)
 from search.trial_queue import TrialCounts, count_by_state
 
 _logger = logging.getLogger("search.storage")
@@ -155,25 +159,6 @@ class Heartbeat:
             )
 
 
-def _sqlite_prepare(parsed: URL) -> None:
-    # WAL is a property of the database file: set once, every later connection uses it.
-    path = Path(str(parsed.database)).expanduser()
-    conn = sqlite3.connect(path, timeout=60)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-    finally:
-        conn.close()
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # NORMAL is durable across process crashes in WAL mode (only an OS crash may lose the last
-    # commits) and avoids an fsync per commit, which is most of a small transaction's cost.
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=60000")
-    cursor.close()
-
-
 def engine_kwargs(parsed: URL, application_name: str = "hpsearch") -> dict[str, Any]:
     if parsed.get_backend_name() == "sqlite":
         return {"connect_args": {"timeout": 60}}
@@ -234,8 +219,8 @@ def open_storage(
     while True:
         try:
             if parsed.get_backend_name() == "sqlite":
-                storage = _open_sqlite(parsed, make)
-                sa.event.listen(storage.engine, "connect", _sqlite_on_connect)
+                storage = open_sqlite(parsed, make)
+                sa.event.listen(storage.engine, "connect", sqlite_on_connect)
                 storage.engine.dispose()  # pooled connections predate the listener
                 return storage
             return make()
@@ -265,36 +250,12 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def _unwritable_sqlite(parsed: URL, reason: str) -> str:
-    path = str(Path(str(parsed.database)).expanduser().resolve())
-    if Path(path).exists() and not Path(path).is_file():
-        reason = "not a regular file"
-    return (
-        "the storage must be a SQLite database file this user can create and write, but got "
-        f"{path!r} ({reason})"
-    )
-
-
 def check_storage_writable(url: str) -> None:
     """Refuse, before anything is resolved or written, a SQLite storage that can never be
-    written: an existing file this user cannot write, or a folder where no file can be made
-    (`/proc`). Checked by trying, not by `os.access`, which says yes to root everywhere."""
+    written (`StudyError`); a server's storage is checked when it is opened."""
     parsed = parse_storage_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return
-    path = Path(str(parsed.database)).expanduser().resolve()
-    if path.exists():
-        if not path.is_file():
-            raise StudyError(_unwritable_sqlite(parsed, "not a regular file"))
-        if not os.access(path, os.R_OK | os.W_OK):
-            raise StudyError(_unwritable_sqlite(parsed, "permission denied"))
-        return
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
-    except OSError as exc:
-        raise StudyError(_unwritable_sqlite(parsed, exc.strerror or str(exc))) from None
-    os.close(fd)
-    os.unlink(probe)
+    if parsed.get_backend_name() == "sqlite":
+        check_sqlite_writable(parsed)
 
 
 def _permanent_problem(url: str, parsed: URL, exc: BaseException, reason: str) -> str | None:
@@ -303,7 +264,7 @@ def _permanent_problem(url: str, parsed: URL, exc: BaseException, reason: str) -
     if parsed.get_backend_name() == "sqlite":
         if "locked" in reason or "busy" in reason:
             return None
-        return _unwritable_sqlite(parsed, reason)
+        return unwritable_sqlite(parsed, reason)
     # libpq refuses the connection string itself (an unknown option, a bad value): the same
     # URL fails the same way every time.
     if re.match(r"(connection is bad: )?invalid ", reason):
@@ -314,32 +275,6 @@ def _permanent_problem(url: str, parsed: URL, exc: BaseException, reason: str) -
     if isinstance(exc, sa.exc.ProgrammingError):  # e.g. no right to create Optuna's tables
         return f"the storage {redact_url(url)!r} refused hpsearch: {reason}"
     return None
-
-
-def _open_sqlite(parsed: URL, make: Callable[[], RDBStorage]) -> RDBStorage:
-    """`make()` on a SQLite file, its first creation under the folder's lock: two processes
-    creating one file at once would both create Optuna's tables."""
-    path = Path(str(parsed.database)).expanduser().resolve()
-    if _sqlite_has_schema(path):
-        _sqlite_prepare(parsed)
-        return make()
-    from search.first_use import folder_lock
-
-    with folder_lock(path.parent):
-        _sqlite_prepare(parsed)
-        return make()
-
-
-def _sqlite_has_schema(path: Path) -> bool:
-    """Optuna's tables are there (opened read-only: nothing is created by looking)."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return False
-    try:
-        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
-            rows = conn.execute("SELECT count(*) FROM alembic_version").fetchone()
-            return bool(rows and rows[0])
-    except sqlite3.Error:
-        return False
 
 
 # --- riding out a database restart ---------------------------------------------------------------
