@@ -35,6 +35,7 @@ from tests.deploy.compose_model import (
     load_compose,
     read_env_file,
 )
+from tests.deploy.engine import build_images, skip_or_fail_without_engine
 from tests.support.mlflow_server import free_port
 from tests.support.postgres import (
     PG_HOST,
@@ -268,3 +269,30 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         local.stop_all()
         for name in databases.values():
             pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- the real Docker engine (tests/deploy/test_engine_*.py) ------------------------------------
+
+_engine_seconds: dict[str, float] = {}
+
+
+@pytest.fixture(scope="session")
+def engine_images() -> Iterator[None]:
+    """The stand-in base images and the project's image, built once per session (build.sh).
+
+    Fails, not skips, without an engine when HPSEARCH_REQUIRE_DOCKER=1 (CI). The seconds spent
+    building and running containers are printed at the end of the session.
+    """
+    skip_or_fail_without_engine()
+    started = time.monotonic()
+    _engine_seconds["images"] = build_images()
+    yield
+    _engine_seconds["total"] = time.monotonic() - started
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if "total" in _engine_seconds:
+        terminalreporter.write_line(
+            f"container part: images {_engine_seconds['images']:.0f} s, images and engine "
+            f"scenarios {_engine_seconds['total']:.0f} s"
+        )
