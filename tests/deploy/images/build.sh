@@ -64,15 +64,26 @@ standin "$postgres_image" postgres.Dockerfile
 
 # The wheelhouse: the project's dependencies at the pinned versions and the CPU torch, served on
 # loopback to the build (WHEELS_URL); kept between runs, so a rebuild downloads nothing.
-step "wheelhouse $cache/wheels"
-mkdir -p "$cache/wheels"
-python3 -m pip download -q -d "$cache/wheels" -c "$repo/constraints.txt" \
-  "torch==2.13.0" setuptools wheel "$repo" 2>&1 | grep -v "^WARNING: Location" || true
-done_step wheelhouse
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+# Downloaded again only when the pins or the dependencies change (a stamp of their hash).
+stamp="$cache/wheels/.stamp-$(cat "$repo/constraints.txt" "$repo/pyproject.toml" | sha256sum | cut -c1-16)"
+if [ ! -e "$stamp" ]; then
+  step "wheelhouse $cache/wheels"
+  mkdir -p "$cache/wheels"
+  python3 -m pip download -q -d "$cache/wheels" -c "$repo/constraints.txt" \
+    "torch==2.13.0" setuptools wheel "$repo" 2>&1 | grep -v "^WARNING: Location" || true
+  touch "$stamp"
+  done_step wheelhouse
+fi
+# A fixed port when it is free: WHEELS_URL is part of the build cache's key, and a new port
+# each run would rebuild every layer below it.
+port="${HPSEARCH_WHEELS_PORT:-38517}"
+if ! python3 -c "import socket, sys; socket.socket().bind(('127.0.0.1', int(sys.argv[1])))" "$port" 2>/dev/null; then
+  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+fi
 python3 -m http.server --bind 127.0.0.1 --directory "$cache/wheels" "$port" >/dev/null 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
+for _ in $(seq 50); do python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break; sleep 0.1; done
 
 step "project image $project_tag (classic builder)"
 quiet env DOCKER_BUILDKIT=0 docker build --network host \
