@@ -58,7 +58,9 @@ def docker(*args: str, timeout: float = 120, check: bool = True) -> str:
         ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+        raise AssertionError(
+            f"docker {' '.join(args)} exited {result.returncode}:\n{result.stderr}"
+        )
     return result.stdout
 
 
@@ -117,7 +119,9 @@ class Stack:
         for profile in self.profiles:
             argv += ["--profile", profile]
         # Only this stack's values: a developer's own COMPOSE_* or .env must not leak in.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE") and k not in self.env}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("COMPOSE") and k not in self.env
+        }
         result = subprocess.run(
             [*argv, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
         )

@@ -264,7 +264,11 @@ def test_passwords_only_through_substitution(path: Path) -> None:
 
 def test_env_example_commits_no_password_and_covers_every_variable() -> None:
     values = read_env_file(ENV_EXAMPLE)
-    for secret in ("POSTGRES_PASSWORD", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+    for secret in (
+        "POSTGRES_PASSWORD",
+        "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    ):
         assert values[secret] == "", f"the committed .env.example must hold no {secret}"
     used = set()
     for path in [*COMPOSE_FILES, PRIVATE_NETWORK_FILE]:
@@ -396,14 +400,23 @@ def test_private_network_override_turns_on_the_mlflow_login() -> None:
     assert "/etc/hpsearch/mlflow-auth.ini" in (REPO / "Dockerfile").read_text()
     for name in ("create-study", "worker", "worker-cpu"):
         login = environment_of(override[name])
-        assert (login["MLFLOW_TRACKING_USERNAME"], login["MLFLOW_TRACKING_PASSWORD"]) == ("u", "login-pw")
+        assert (login["MLFLOW_TRACKING_USERNAME"], login["MLFLOW_TRACKING_PASSWORD"]) == (
+            "u",
+            "login-pw",
+        )
     for name in WORKER_SERVICES:  # a worker host sends the login only when .env has one
-        assert environment_of(load_compose(WORKER_HOST_FILE, env)["services"][name])[
-            "MLFLOW_TRACKING_PASSWORD"
-        ] == "login-pw"
-        assert environment_of(load_compose(WORKER_HOST_FILE, example_env())["services"][name])[
-            "MLFLOW_TRACKING_PASSWORD"
-        ] == ""
+        assert (
+            environment_of(load_compose(WORKER_HOST_FILE, env)["services"][name])[
+                "MLFLOW_TRACKING_PASSWORD"
+            ]
+            == "login-pw"
+        )
+        assert (
+            environment_of(load_compose(WORKER_HOST_FILE, example_env())["services"][name])[
+                "MLFLOW_TRACKING_PASSWORD"
+            ]
+            == ""
+        )
     for variable in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
         with pytest.raises(InterpolationError, match=variable):
             load_compose(PRIVATE_NETWORK_FILE, {**env, variable: ""})

@@ -107,14 +107,22 @@ def test_7_mlflow_login_refuses_strangers_and_admits_the_workers(
     assert_tracking_whole(host1.tracking_uri(PRIVATE_IP), spec, ts, EPOCHS)
     hosts = {str(t.user_attrs["worker"]).split(":")[0] for t in ts}
     assert socket.gethostname() in hosts, hosts  # the worker host's (host network) trials
-    containers = {str(host1.inspect(c)["Config"]["Hostname"]) for c in host1.containers("worker-cpu")}  # type: ignore[index]
+    containers = {
+        str(host1.inspect(c)["Config"]["Hostname"]) for c in host1.containers("worker-cpu")
+    }  # type: ignore[index]
     assert hosts <= containers | {socket.gethostname()}, hosts
 
     # The credentials: in no log, no run's params or tags, no layer of the image.
     assert "database system is ready" in logs
-    runs = mlflow_client(host1.tracking_uri()).search_runs([str(spec.experiment_id)], max_results=1000)
+    runs = mlflow_client(host1.tracking_uri()).search_runs(
+        [str(spec.experiment_id)], max_results=1000
+    )
     assert len(runs) == len(ts) + 1
-    for secret in (password, host1.env["MLFLOW_FLASK_SERVER_SECRET_KEY"], host1.env["POSTGRES_PASSWORD"]):
+    for secret in (
+        password,
+        host1.env["MLFLOW_FLASK_SERVER_SECRET_KEY"],
+        host1.env["POSTGRES_PASSWORD"],
+    ):
         assert secret not in logs
         assert secret not in docker("history", "--no-trunc", PROJECT_IMAGE)
         assert secret not in docker("image", "inspect", PROJECT_IMAGE)

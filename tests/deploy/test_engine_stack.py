@@ -55,7 +55,9 @@ def runs_of(stack: Stack, spec: StudySpec) -> list:
 def worker_hosts(stack: Stack, spec: StudySpec) -> set[str]:
     from tests.support.study import trials
 
-    return {str(t.user_attrs["worker"]).split(":")[0] for t in trials(stack.storage_url(), spec.name)}
+    return {
+        str(t.user_attrs["worker"]).split(":")[0] for t in trials(stack.storage_url(), spec.name)
+    }
 
 
 def test_1_two_cpu_workers_finish_the_exact_budget(stack: Stack) -> None:
@@ -102,8 +104,12 @@ def test_4_down_then_up_keeps_studies_and_runs_and_a_second_study_runs(stack: St
     before = sorted(r.info.run_id for r in runs_of(stack, first))
     stack.down()  # no -v: the named volumes stay
     assert stack.containers() == []
-    volumes = docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={stack.name}")
-    assert {"pgdata", "mlflow-artifacts"} <= {v.removeprefix(f"{stack.name}_") for v in volumes.split()}
+    volumes = docker(
+        "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={stack.name}"
+    )
+    assert {"pgdata", "mlflow-artifacts"} <= {
+        v.removeprefix(f"{stack.name}_") for v in volumes.split()
+    }
     # The same study again: create-study resumes it; the workers find its budget met.
     stack.up(workers=2)
     again = finished_study(stack)
