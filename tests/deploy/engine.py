@@ -9,13 +9,16 @@ Images come from tests/deploy/images/build.sh (the stand-in base images and the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import shutil
 import subprocess
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from tests.support.mlflow_server import free_port
 
 BUILD_SCRIPT = REPO / "tests" / "deploy" / "images" / "build.sh"
 PROJECT_IMAGE = "hpsearch-ci:test"
+WHEELS_DIR = Path(os.environ.get("HPSEARCH_CI_CACHE", "/var/tmp/hpsearch-ci")) / "wheels"
 
 
 def engine_available() -> bool:
@@ -75,6 +79,33 @@ def build_images(project_tag: str = PROJECT_IMAGE) -> float:
         pytest.fail(f"build.sh failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     print(result.stdout, end="")
     return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def served_wheels(preferred_port: int = 38518) -> Iterator[str]:
+    """build.sh's wheelhouse on loopback (a build's WHEELS_URL); a stable port when it is free,
+    because the URL is part of the layer cache's key."""
+    port = preferred_port
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            port = free_port()
+    server = subprocess.Popen(
+        ["python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(WHEELS_DIR),
+         str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 @dataclass
