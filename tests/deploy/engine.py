@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import shutil
+import socket
 import subprocess
 import time
 import urllib.request
