@@ -35,7 +35,13 @@ from tests.deploy.compose_model import (
     load_compose,
     read_env_file,
 )
-from tests.deploy.engine import build_images, skip_or_fail_without_engine
+from tests.deploy.engine import (
+    BUILDKIT_IMAGE,
+    BackgroundBuild,
+    build_images,
+    buildkit_client,
+    skip_or_fail_without_engine,
+)
 from tests.support.mlflow_server import free_port
 from tests.support.postgres import (
     PG_HOST,
@@ -276,8 +282,19 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 _engine_seconds: dict[str, float] = {}
 
 
+@dataclass
+class EngineImages:
+    """What the session built: the project's image (build.sh, classic builder) and, when the
+    BuildKit test is selected and a client offers BuildKit, that build in the background."""
+
+    buildkit: BackgroundBuild | None = None
+    buildkit_client: str | None = None
+
+
 @pytest.fixture(scope="session")
-def engine_images() -> None:
+def engine_images(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EngineImages]:
     """The stand-in base images and the project's image, built once per session (build.sh).
 
     Fails, not skips, without an engine when HPSEARCH_REQUIRE_DOCKER=1 (CI). The seconds spent
@@ -285,6 +302,17 @@ def engine_images() -> None:
     """
     skip_or_fail_without_engine()
     _engine_seconds["images"] = build_images()
+    images = EngineImages()
+    if any(item.path.name == "test_engine_build.py" for item in request.session.items):
+        scratch = tmp_path_factory.mktemp("buildkit")
+        images.buildkit_client = buildkit_client(scratch / "probe")
+        if images.buildkit_client is not None:
+            images.buildkit = BackgroundBuild(
+                images.buildkit_client, BUILDKIT_IMAGE, scratch / "build.log"
+            )
+    yield images
+    if images.buildkit is not None:
+        images.buildkit.result(timeout=60)  # reaped if its test did not run
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from search.study import load_spec
 from tests.deploy.compose_model import MAIN_FILE, PRIVATE_NETWORK_FILE, WORKER_HOST_FILE
+from tests.deploy.conftest import EngineImages
 from tests.deploy.engine import PROJECT_IMAGE, Stack, docker, http_status
 from tests.faults.support import assert_study_whole, assert_tracking_whole, mlflow_client
 from tests.support.study import wait_for
@@ -34,7 +35,7 @@ EPOCHS = 20
 
 
 @pytest.fixture(scope="module")
-def host1(engine_images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def host1(engine_images: EngineImages, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(
         tmp_path_factory.mktemp("login"),
         files=[MAIN_FILE, PRIVATE_NETWORK_FILE],

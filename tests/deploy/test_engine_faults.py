@@ -21,6 +21,7 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from search.study import load_spec
+from tests.deploy.conftest import EngineImages
 from tests.deploy.engine import Stack, docker
 from tests.faults.support import (
     assert_study_whole,
@@ -37,7 +38,7 @@ EPOCHS = 40
 
 
 @pytest.fixture(scope="module")
-def stack(engine_images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(engine_images: EngineImages, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(
         tmp_path_factory.mktemp("faults"),
         env={"STUDY_NAME": "engine-kill", "STUDY_TRIALS": "8", "STUDY_EPOCHS": str(EPOCHS)},

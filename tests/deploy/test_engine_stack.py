@@ -19,6 +19,7 @@ import pytest
 
 from search.study import StudySpec, load_spec
 from tests.deploy.compose_model import WORKER_HOST_FILE
+from tests.deploy.conftest import EngineImages
 from tests.deploy.engine import PROJECT_IMAGE, Stack, docker
 from tests.faults.support import assert_study_whole, assert_tracking_whole, mlflow_client
 
@@ -28,7 +29,7 @@ TIMEOUT_S = 480
 
 
 @pytest.fixture(scope="module")
-def stack(engine_images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(engine_images: EngineImages, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(tmp_path_factory.mktemp("stack"), env={"STUDY_NAME": "engine-first"})
     try:
         yield stack
@@ -110,16 +111,13 @@ def test_4_down_then_up_keeps_studies_and_runs_and_a_second_study_runs(stack: St
     assert {"pgdata", "mlflow-artifacts"} <= {
         v.removeprefix(f"{stack.name}_") for v in volumes.split()
     }
-    # The same study again: create-study resumes it; the workers find its budget met.
-    stack.up(workers=2)
-    again = finished_study(stack)
-    assert again.experiment_id == first.experiment_id
-    assert sorted(r.info.run_id for r in runs_of(stack, first)) == before
-    # A second study on the same stack and volumes.
+    # `up` again, with a second study: the first is still whole, with the same runs.
     stack.write_env(STUDY_NAME="engine-second", STUDY_SEED="1")
     stack.up(workers=2)
     second = finished_study(stack)
     assert second.experiment_id != first.experiment_id
+    ts = assert_study_whole(stack.storage_url(), first)
+    assert_tracking_whole(stack.tracking_uri(), first, ts, int(stack.env["STUDY_EPOCHS"]))
     assert sorted(r.info.run_id for r in runs_of(stack, first)) == before
 
 
