@@ -87,7 +87,7 @@ def test_7_mlflow_login_refuses_strangers_and_admits_the_workers(
             assert stack.wait_exited("worker-cpu", TIMEOUT_S) == [0], stack.logs()[-6000:]
         logs = host1.logs() + host2.logs()
     finally:
-        host2.down()
+        host2.down("-v")
 
     # Strangers: no login, a wrong one, on either address, get 401; the right one gets in.
     api = "/api/2.0/mlflow/experiments/search?max_results=5"

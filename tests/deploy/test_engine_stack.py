@@ -150,4 +150,4 @@ def test_5_a_worker_host_joins_through_the_published_loopback_ports(
         # The host network: the workers' hostname is this machine's, not a container's.
         assert worker_hosts(stack, spec) == {socket.gethostname()}
     finally:
-        host2.down()
+        host2.down("-v")
