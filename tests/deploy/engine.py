@@ -196,10 +196,12 @@ class Stack:
             argv += ["-f", str(path)]
         for profile in self.profiles:
             argv += ["--profile", profile]
-        # Only this stack's values: a developer's own COMPOSE_* or .env must not leak in.
+        # Only this stack's values: the caller's environment (an MLFLOW_* or POSTGRES_* of a
+        # developer's shell, COMPOSE_*) would win over the env file's in the substitution.
         env = {
-            k: v for k, v in os.environ.items() if not k.startswith("COMPOSE") and k not in self.env
-        }
+            k: v for k, v in os.environ.items()
+            if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR") or k.startswith("DOCKER_")
+        }  # fmt: skip
         result = subprocess.run(
             [*argv, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
         )
