@@ -565,7 +565,7 @@ def _log_retrain(
     from mlflow.tracking import MlflowClient
 
     own = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    client = MlflowClient(worker_tracking_uri(spec.tracking_uri, own))
+    client = MlflowClient(worker_tracking_uri(spec.tracking_uri, own, spec.parent_run_id))
     tags = {
         "mlflow.parentRunId": spec.parent_run_id,
         "mlflow.runName": "retrain-best",

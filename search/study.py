@@ -13,8 +13,9 @@ differ, when it is not.
 
 Tracking URI. The spec stores the MLflow tracking URI *without its password* (storage rows are
 readable by anyone who can read the study). A worker uses its own `--tracking-uri` or
-`$MLFLOW_TRACKING_URI` when it points at the same server (it carries the worker's credentials),
-and the stored one otherwise (see `worker_tracking_uri`).
+`$MLFLOW_TRACKING_URI` when it points at the same server (it carries the worker's credentials;
+the same address, or another address whose server holds the study's parent run), and the
+stored one otherwise (see `worker_tracking_uri`).
 """
 
 from __future__ import annotations
@@ -431,10 +432,21 @@ def _location(uri: str) -> str:
     return storable_tracking_uri(uri).rstrip("/")
 
 
-def worker_tracking_uri(stored: str, own: str | None) -> str:
-    """The URI a worker logs to: its own (with its credentials) when it is the same server."""
+def worker_tracking_uri(stored: str, own: str | None, parent_run_id: str | None = None) -> str:
+    """The URI a worker logs to: its own (with its credentials) when it is the same server.
+
+    The same server under another address counts: a worker host reaches host 1's MLflow
+    through a tunnel or a published port (`http://127.0.0.1:5000`), while the study stores the
+    address its creator used (`http://mlflow:5000`, a name only host 1's containers resolve).
+    So an http(s) URI that holds the study's parent run is the study's server.
+    """
     if own and _location(own) == _location(stored):
         return own
+    if own and parent_run_id and own.lower().startswith(("http://", "https://")):
+        from search.tracking import holds_run
+
+        if holds_run(own, parent_run_id):
+            return own
     if own:
         warnings.warn(
             f"this worker's tracking URI {redact_url(own)!r} is not the study's "

@@ -64,7 +64,7 @@ def summarize(
             return []
         rdb.set_study_system_attr(study_id, SUMMARIZED_ATTR, True)
     uri = worker_tracking_uri(
-        spec.tracking_uri, tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        spec.tracking_uri, tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), spec.parent_run_id
     )
     ref = StudyRunRef(str(spec.experiment_id), spec.parent_run_id, uri, study_name=spec.name)
     try:

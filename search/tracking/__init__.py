@@ -10,7 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from search.redact import redact
-from search.tracking._env import configure_client_env, default_tracking_uri, make_client
+from search.tracking._env import (
+    configure_client_env,
+    default_tracking_uri,
+    holds_run,
+    make_client,
+)
 from search.tracking._plots import learning_curves_png
 from search.tracking._spool import OnRunCreated, ReplayedRun, replay_files
 from search.tracking._study_report import summarize_study
@@ -34,6 +39,7 @@ __all__ = [
     "default_tracking_uri",
     "ensure_study_run",
     "find_trial_run",
+    "holds_run",
     "learning_curves_png",
     "mark_run_ended",
     "redact",

@@ -70,6 +70,16 @@ def make_client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+def holds_run(tracking_uri: str, run_id: str) -> bool:
+    """Whether the server at `tracking_uri` has the run `run_id` (False when unreachable)."""
+    try:
+        make_client(tracking_uri).get_run(run_id)
+    except Exception as exc:  # unreachable, refused, no such run: not that server
+        _logger.info("%s does not hold run %s: %s", redact(tracking_uri), run_id, describe(exc))
+        return False
+    return True
+
+
 def is_permanent(exc: BaseException) -> bool:
     """True when the server understood the request and refused it (retrying cannot help)."""
     from mlflow.exceptions import MlflowException

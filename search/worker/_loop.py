@@ -102,7 +102,7 @@ class Worker:
         uri = None
         if self.spec.tracking_uri is not None:
             own = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-            uri = worker_tracking_uri(self.spec.tracking_uri, own)
+            uri = worker_tracking_uri(self.spec.tracking_uri, own, self.spec.parent_run_id)
         self.runs = TrialRuns(self.spec, self.id, uri, spool_dir or os.environ.get(SPOOL_ENV))
         self.report = WorkerReport(worker=self.id)
         self.heartbeat = HeartbeatThread(

@@ -35,6 +35,13 @@ from tests.deploy.compose_model import (
     load_compose,
     read_env_file,
 )
+from tests.deploy.engine import (
+    BUILDKIT_IMAGE,
+    BackgroundBuild,
+    build_images,
+    buildkit_client,
+    skip_or_fail_without_engine,
+)
 from tests.support.mlflow_server import free_port
 from tests.support.postgres import (
     PG_HOST,
@@ -268,3 +275,56 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         local.stop_all()
         for name in databases.values():
             pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- the real Docker engine (tests/deploy/test_engine_*.py) ------------------------------------
+
+_engine_seconds: dict[str, float] = {}
+
+
+@dataclass
+class EngineImages:
+    """What the session built: the project's image (build.sh, classic builder) and, when the
+    BuildKit test is selected and a client offers BuildKit, that build in the background."""
+
+    buildkit: BackgroundBuild | None = None
+    buildkit_client: str | None = None
+
+
+@pytest.fixture(scope="session")
+def engine_images(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EngineImages]:
+    """The stand-in base images and the project's image, built once per session (build.sh).
+
+    Fails, not skips, without an engine when HPSEARCH_REQUIRE_DOCKER=1 (CI). The seconds spent
+    building and in the engine scenarios are printed at the end of the session.
+    """
+    skip_or_fail_without_engine()
+    _engine_seconds["images"] = build_images()
+    images = EngineImages()
+    if any(item.path.name == "test_engine_build.py" for item in request.session.items):
+        scratch = tmp_path_factory.mktemp("buildkit")
+        images.buildkit_client = buildkit_client(scratch / "probe")
+        if images.buildkit_client is not None:
+            images.buildkit = BackgroundBuild(
+                images.buildkit_client, BUILDKIT_IMAGE, scratch / "build.log"
+            )
+    yield images
+    if images.buildkit is not None:
+        images.buildkit.result(timeout=60)  # reaped if its test did not run
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Setup, call and teardown of every engine test: the stacks' `up` and `down` included.
+    if "engine" in report.keywords:
+        _engine_seconds["scenarios"] = _engine_seconds.get("scenarios", 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if "scenarios" in _engine_seconds:
+        images = _engine_seconds.get("images", 0.0)
+        scenarios = _engine_seconds["scenarios"] - images  # the first setup ran build.sh
+        terminalreporter.write_line(
+            f"container part: build.sh {images:.0f} s, engine scenarios {scenarios:.0f} s"
+        )

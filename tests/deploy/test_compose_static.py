@@ -39,6 +39,14 @@ COMPOSE_FILES = [MAIN_FILE, WORKER_HOST_FILE]
 WORKER_SERVICES = ("worker", "worker-cpu")
 
 
+# What deploy/compose.private-network.yml requires besides the address (the MLflow login).
+LOGIN = {
+    "MLFLOW_TRACKING_USERNAME": "u",
+    "MLFLOW_TRACKING_PASSWORD": "login-pw",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": "k",
+}
+
+
 def example_env(**overrides: str) -> dict[str, str]:
     """.env.example's values with a password filled in, as a user's .env would be."""
     return {**read_env_file(), "POSTGRES_PASSWORD": CANARY, **overrides}
@@ -81,7 +89,7 @@ def compose_config(
     ids=["main", "worker-host", "main+private-network"],
 )
 def test_compose_files_validate(compose: list[str], files: list[Path], tmp_path: Path) -> None:
-    env = example_env(HPSEARCH_PRIVATE_IP="10.0.0.5")
+    env = example_env(HPSEARCH_PRIVATE_IP="10.0.0.5", **LOGIN)
     result = compose_config(compose, files, env, tmp_path)
     assert result.returncode == 0, result.stderr
 
@@ -143,7 +151,8 @@ def test_missing_password_is_refused(compose: list[str], tmp_path: Path) -> None
 
 
 def test_private_network_bind_needs_an_explicit_address(compose: list[str], tmp_path: Path) -> None:
-    result = compose_config(compose, [MAIN_FILE, PRIVATE_NETWORK_FILE], example_env(), tmp_path)
+    env = example_env(**LOGIN)
+    result = compose_config(compose, [MAIN_FILE, PRIVATE_NETWORK_FILE], env, tmp_path)
     assert result.returncode != 0
     assert "HPSEARCH_PRIVATE_IP" in result.stderr
 
@@ -205,11 +214,15 @@ def test_only_loopback_ports_are_published(path: Path) -> None:
 
 
 def test_private_network_override_has_no_default_address() -> None:
-    for service in read_raw(PRIVATE_NETWORK_FILE)["services"].values():
-        for spec in service["ports"]:
+    services = read_raw(PRIVATE_NETWORK_FILE)["services"]
+    assert {name for name, service in services.items() if "ports" in service} == {
+        "postgres", "mlflow"
+    }  # fmt: skip
+    for service in services.values():
+        for spec in service.get("ports") or []:
             assert spec.startswith("${HPSEARCH_PRIVATE_IP:?"), spec
     with pytest.raises(InterpolationError, match="HPSEARCH_PRIVATE_IP"):
-        load_compose(PRIVATE_NETWORK_FILE, example_env())
+        load_compose(PRIVATE_NETWORK_FILE, example_env(**LOGIN))
 
 
 def _all_strings(node: Any) -> list[str]:
@@ -237,10 +250,12 @@ def test_passwords_only_through_substitution(path: Path) -> None:
     for service in raw["services"].values():
         for key, value in environment_of(service).items():
             if re.search(r"PASSWORD|SECRET|TOKEN", key):
-                assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", value), (key, value)
+                # Required (`:?`), or optional and empty by default (a worker host's MLflow
+                # login): from .env either way, never a literal.
+                assert re.fullmatch(r"\$\{[A-Z_]+(:\?[^}]+|:-)\}", value), (key, value)
     # With a password set, the substituted file carries it only where a URL or the
     # postgres service needs it, never in a command line.
-    tree = load_compose(path, example_env(HPSEARCH_PRIVATE_IP="10.0.0.5"))
+    tree = load_compose(path, example_env(HPSEARCH_PRIVATE_IP="10.0.0.5", **LOGIN))
     for name, service in tree["services"].items():
         if name == "mlflow":
             continue  # the backend-store URI is mlflow's own argument (no env option for it)
@@ -249,7 +264,12 @@ def test_passwords_only_through_substitution(path: Path) -> None:
 
 def test_env_example_commits_no_password_and_covers_every_variable() -> None:
     values = read_env_file(ENV_EXAMPLE)
-    assert values["POSTGRES_PASSWORD"] == "", "the committed .env.example must hold no password"
+    for secret in (
+        "POSTGRES_PASSWORD",
+        "MLFLOW_TRACKING_PASSWORD",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    ):
+        assert values[secret] == "", f"the committed .env.example must hold no {secret}"
     used = set()
     for path in [*COMPOSE_FILES, PRIVATE_NETWORK_FILE]:
         code = "\n".join(
@@ -362,3 +382,51 @@ def test_project_pins_an_mlflow_with_the_security_fixes() -> None:
     assert (major, minor, patch) >= (3, 11, 1)
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "constraints" in dockerfile, "the image installs the versions CI tests"
+
+
+def test_private_network_override_turns_on_the_mlflow_login() -> None:
+    """Beyond loopback, MLflow runs with its login; the command is otherwise docker-compose.yml's
+    (an override replaces a command whole, so the two are kept the same here)."""
+    env = example_env(HPSEARCH_PRIVATE_IP="10.0.0.5", **LOGIN)
+    main = load_compose(MAIN_FILE, env)["services"]
+    override = load_compose(PRIVATE_NETWORK_FILE, env)["services"]
+    command = command_of(override["mlflow"])
+    at = command.index("--app-name")
+    assert command[at + 1] == "basic-auth"
+    assert command[:at] + command[at + 2 :] == command_of(main["mlflow"])
+    mlflow_env = environment_of(override["mlflow"])
+    assert mlflow_env["MLFLOW_AUTH_ADMIN_PASSWORD"] == "login-pw"
+    assert mlflow_env["MLFLOW_AUTH_CONFIG_PATH"] == "/etc/hpsearch/mlflow-auth.ini"
+    assert "/etc/hpsearch/mlflow-auth.ini" in (REPO / "Dockerfile").read_text()
+    for name in ("create-study", "worker", "worker-cpu"):
+        login = environment_of(override[name])
+        assert (login["MLFLOW_TRACKING_USERNAME"], login["MLFLOW_TRACKING_PASSWORD"]) == (
+            "u",
+            "login-pw",
+        )
+    for name in WORKER_SERVICES:  # a worker host sends the login only when .env has one
+        assert (
+            environment_of(load_compose(WORKER_HOST_FILE, env)["services"][name])[
+                "MLFLOW_TRACKING_PASSWORD"
+            ]
+            == "login-pw"
+        )
+        assert (
+            environment_of(load_compose(WORKER_HOST_FILE, example_env())["services"][name])[
+                "MLFLOW_TRACKING_PASSWORD"
+            ]
+            == ""
+        )
+    for variable in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        with pytest.raises(InterpolationError, match=variable):
+            load_compose(PRIVATE_NETWORK_FILE, {**env, variable: ""})
+
+
+def test_dockerfile_builds_with_the_classic_builder() -> None:
+    """Debian's docker.io has no buildx: no BuildKit-only syntax, no frontend to pull."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert not re.search(r"^#\s*syntax=", dockerfile, re.M)
+    for line in dockerfile.splitlines():
+        assert not re.match(r"\s*(COPY|ADD)\b.*--(chmod|link)", line), line
+        assert not re.match(r"\s*RUN\b.*--mount", line), line
+    assert 'ARG WHEELS_URL=""' in dockerfile, "PyPI only, unless a build says otherwise"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -226,3 +227,25 @@ def test_sqlite_storage_uses_wal_and_counts_by_state(tmp_path: Path) -> None:
     study.enqueue_trial({})
     counts = count_trials(storage, study._study_id)
     assert (counts.complete, counts.waiting, counts.finished, counts.live) == (1, 1, 1, 2)
+
+
+def test_a_worker_reaching_the_study_server_by_another_address_logs_there(
+    mlflow_server_factory,
+) -> None:
+    """A worker host reaches host 1's MLflow by a published port or a tunnel, while the study
+    stores the address its creator used (a container name): the same server, by what it holds."""
+    from mlflow import MlflowClient
+
+    server = mlflow_server_factory()
+    experiment = MlflowClient(server.uri).create_experiment("same-server")
+    parent = MlflowClient(server.uri).create_run(experiment).info.run_id
+    stored = "http://mlflow:5000"  # unresolvable here, as on a worker host
+    other_address = f"http://localhost:{server.port}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert worker_tracking_uri(stored, other_address, parent) == other_address
+    # A server that does not hold the parent run is another server: the study's URI wins.
+    with pytest.warns(UserWarning, match="not the study's"):
+        assert worker_tracking_uri(stored, other_address, "0" * 32) == stored
+    with pytest.warns(UserWarning, match="not the study's"):
+        assert worker_tracking_uri(stored, other_address, None) == stored

@@ -18,6 +18,7 @@ FIXTURE_MARKS: dict[str, tuple[str, ...]] = {
     "make_pool": ("slow",),  # worker processes (tests/faults)
     "deployment": ("postgres", "mlflow_server", "slow"),  # tests/deploy: the compose services
     "compose": ("docker",),  # tests/deploy: the docker-compose binary
+    "engine_images": ("engine", "slow"),  # tests/deploy/test_engine_*: containers on dockerd
 }
 
 # What a component needs on the running test.
