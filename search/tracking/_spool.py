@@ -115,7 +115,7 @@ def _claim_suffix() -> str:
     return f"{_CLAIM}{socket.gethostname()}-{os.getpid()}"
 
 
-def _release_stale_claims(directory: Path) -> None:
+def release_stale_claims(directory: Path) -> None:
     """Give back files claimed by a process of this host that no longer exists."""
     host = socket.gethostname()
     for path in directory.glob(f"*{SUFFIX}{_CLAIM}*"):
@@ -137,7 +137,7 @@ def pending_files(directory: Path, tracking_uri: str) -> list[Path]:
     """Unclaimed spool files for this tracking server, oldest first."""
     if not directory.is_dir():
         return []
-    _release_stale_claims(directory)
+    release_stale_claims(directory)
     wanted = strip_secrets(tracking_uri)
     found: list[tuple[float, Path]] = []
     for path in directory.glob(f"*{SUFFIX}"):
