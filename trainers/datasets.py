@@ -33,6 +33,7 @@ import numpy as np
 from trainers.config import TrainConfig
 from trainers.dataset_cache import Generated, cached
 from trainers.errors import DataError
+from trainers.synthetic_memory import check_synthetic_memory
 
 BUILTIN_CLASSIFICATION = ("digits", "breast_cancer", "wine")
 BUILTIN_REGRESSION = ("diabetes",)
@@ -167,7 +168,7 @@ def _load_synthetic(name: str, task: str) -> RawDataset:
             f"`dataset` synthetic:N:F:C needs N >= 10, F >= 2 and 2 <= C <= N/5, "
             f"but got dataset={name!r} (N={n}, F={f}, C={c})"
         )
-    _check_synthetic_memory(name, n, f)
+    check_synthetic_memory(name, n, f)
     data = cached(f"synthetic:{n}:{f}:{c}", lambda: _generate_synthetic(n, f, c))
     return _finish(
         name, data.x, data.names, _no_categories(data.x), [], data.y, DEFAULT_TARGET, task,
@@ -185,40 +186,6 @@ def _generate_synthetic(n: int, f: int, c: int) -> Generated:
         n_classes=c, n_clusters_per_class=1, random_state=0,
     )  # fmt: skip
     return Generated(x.astype(np.float64), [f"x{i}" for i in range(f)], y)
-
-
-# make_classification's float64 matrix, our float64 copy, the imputed and the normalized copies
-# of `trainers.data` (the float32 tensors come on top of those): about four matrices at once.
-SYNTHETIC_COPIES = 4
-
-
-def synthetic_bytes(n: int, f: int) -> int:
-    """About the peak memory of generating and preparing `synthetic:N:F` (N rows, F features)."""
-    return SYNTHETIC_COPIES * n * (f + 1) * 8
-
-
-def host_memory_bytes() -> int | None:
-    """This host's physical memory, None where the platform does not say."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def _check_synthetic_memory(name: str, n: int, f: int) -> None:
-    """Refuse, before allocating, a synthetic set that cannot fit in this host's memory (a
-    typo's extra zeros would otherwise die in NumPy with a traceback, or swap the host)."""
-    need, have = synthetic_bytes(n, f), host_memory_bytes()
-    if have is not None and need > have:
-        raise DataError(
-            f"`dataset` synthetic:N:F must fit in this host's memory ({_gib(have)}), but "
-            f"got dataset={name!r}: N={n} rows x F={f} features needs about {_gib(need)} to "
-            "generate and prepare; use fewer rows"
-        )
-
-
-def _gib(size: int) -> str:
-    return f"{size / 2**30:,.1f} GiB"
 
 
 def _load_csv(
