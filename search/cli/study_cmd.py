@@ -100,7 +100,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = sub.add_parser("worker", parents=[common], help="join a study as one worker")
     worker.add_argument("study", help="the study's name")
     worker.add_argument("--max-trials", type=int, help="stop after this many trials")
-    worker.set_defaults(handler=cmd_worker)
+    # A worker replays the spool itself (after its first trial that reaches MLflow, and when
+    # it stops), and one started by `hpsearch run` must reach its start gate at once.
+    worker.set_defaults(handler=cmd_worker, before=None)
 
     status = sub.add_parser("status", parents=[common], help="studies, trial counts, best")
     status.add_argument("study", nargs="?")
