@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 
 from search.cli import main
 from tests.conftest import free_port
-from tests.faults.support import FAULT_SPACE, REPO
+from tests.faults.support import FAULT_SPACE, REPO, run_hpsearch
 
 NAME = "bad-input"
 
@@ -217,14 +215,7 @@ def test_bad_input_exits_2_naming_the_problem_and_writes_nothing(
 
 def _hpsearch(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, float]:
     started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "search", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_hpsearch(args, cwd, env)
     return proc.returncode, proc.stderr + proc.stdout, time.monotonic() - started
 
 

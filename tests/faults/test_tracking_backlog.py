@@ -13,8 +13,6 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from tests.faults.support import (
     assert_tracking_whole,
     create,
     fault_request,
+    run_hpsearch,
     worker_env,
 )
 
@@ -69,14 +68,7 @@ def _runs_behind_each_second(mlflow_db: Path) -> list[int]:
 
 
 def _hpsearch(args: list[str], cwd: Path, env: dict[str, str]) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "search", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_hpsearch(args, cwd, env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
