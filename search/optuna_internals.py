@@ -86,9 +86,19 @@ def set_trial_user_attrs(storage: Any, trial_id: int, attrs: dict[str, Any]) -> 
 
 def optuna_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
     """An `optuna.Trial` over an existing RUNNING trial row (for pruning and adaptive samplers;
-    `Study.ask` would create a new trial)."""
+    `Study.ask` would create a new trial).
+
+    The row was written by `TrialQueue.claim`, not through this study's storage, and Optuna's
+    `_CachedStorage` refuses `suggest_*` on a trial id it has not read (a `KeyError` from
+    `set_trial_param`): read the study's new trials into its cache first (one query, on the
+    adaptive path only; the sampler reads them all anyway).
+    """
     import optuna
 
+    storage: Any = study._storage
+    known = getattr(storage, "_trial_id_to_study_id_and_number", None)
+    if known is not None and trial_id not in known:
+        storage.get_all_trials(study._study_id, deepcopy=False)
     return optuna.trial.Trial(study, trial_id)
 
 

@@ -24,9 +24,12 @@ from optuna.trial import FrozenTrial
 from search.optuna_internals import SearchSpaceTransform
 from spaces import GRID_REFUSAL, Space, SpaceError, check_sampler_name
 
+TPE_SEED_MODULUS = 2**32
+
 
 def make_sampler(name: str, seed: int, space: Space | None = None) -> BaseSampler:
-    """The sampler a study uses: "random" (default), "sobol" (needs `space`) or "tpe".
+    """The sampler a study uses: "random" (default), "sobol" (needs `space`) or "tpe" (its
+    seed taken modulo 2**32, NumPy's RandomState limit; the study keeps the seed as given).
 
     Any spelling of a grid ("grid", "GridSampler", "grid_search") raises `SpaceError` with the
     reason; so does an unknown name.
@@ -41,7 +44,9 @@ def make_sampler(name: str, seed: int, space: Space | None = None) -> BaseSample
                 "in the space's order, so that every worker maps trial n to the same point"
             )
         return KeyedSobolSampler(seed, space)
-    return TPESampler(seed=seed)
+    # TPE draws from NumPy's legacy RandomState, which takes seeds below 2**32 only: a larger
+    # seed (random and sobol take any) is reduced modulo 2**32, so it is accepted and stable.
+    return TPESampler(seed=seed % TPE_SEED_MODULUS)
 
 
 def check_sampler(sampler: BaseSampler) -> BaseSampler:

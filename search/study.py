@@ -150,13 +150,14 @@ class StudyRequest:
     name: str | None = None
     space: str = "lesson"  # a built-in name or a path to a space TOML file
     space_toml: str | None = None  # an inline space, as TOML text (wins over `space`)
-    tiers: int = 3
+    tiers: int | None = None  # None: 3, or the space's last tier if it has fewer
     train: dict[str, Any] = field(default_factory=dict)
     metric: str | None = None  # None: the task's default metric
     direction: str | None = None  # None: from the metric
     sampler: str | None = None  # None: the space's preferred sampler, else "random"
     seed: int | None = None  # None: derived from the study's name (`default_seed`)
     n_trials: int = 20
+    force_budget: bool = False  # allow a budget above `study_checks.MAX_TRIALS`
     pruner: str = "none"
     tracking_uri: str | None = None  # None: the default (env or local store) unless no_tracking
     no_tracking: bool = False
@@ -166,16 +167,21 @@ class StudyRequest:
     workers: int | str | None = None  # a `run` option carried by a study file
 
     def resolve(self, storage_url: str) -> StudySpec:
-        """Validate everything (loading the dataset once) and fill defaults. Writes nothing.
+        """Validate everything (loading each dataset the trials can draw once) and fill
+        defaults. Writes nothing: whatever a study can need is checked here (see
+        `search.study_checks`), before the Optuna study or the MLflow experiment exist.
 
         `storage_url` places the default MLflow store (beside a SQLite storage file).
         """
+        from search import study_checks as checks
         from search.samplers import make_sampler
         from spaces import Space, load_space
-        from trainers import TrainConfig, check_data, default_metric
+        from trainers import TrainConfig, default_metric
 
         _check_int("trials", self.n_trials, low=1)
-        _check_int("tiers", self.tiers, low=1)
+        checks.check_budget(self.n_trials, bool(self.force_budget))
+        if self.tiers is not None:
+            _check_int("tiers", self.tiers, low=1)
         if self.seed is not None:
             _check_int("seed", self.seed, low=0)
         if self.name is not None:
@@ -186,7 +192,7 @@ class StudyRequest:
             raise StudyError(f"`pruner` must be one of {list(PRUNERS)}, but got {self.pruner!r}")
 
         base = dict(self.train)
-        config = TrainConfig.from_dict(base)  # ConfigError names the field
+        TrainConfig.from_dict(base)  # ConfigError names the field
         if self.space_toml is not None:
             space = Space.from_toml(self.space_toml)
             space_name = "inline"
@@ -194,12 +200,18 @@ class StudyRequest:
             space = load_space(self.space)
             space_name = self.space
         space_toml = space.to_toml()
+        tiers = checks.resolve_tiers(self.tiers, space)
         sampler = self.sampler or space.sampler or "random"
         make_sampler(sampler, self.seed or 0, space)  # SpaceError for grid or unknown names
 
-        # The dataset is loaded and checked once here (without torch: this command never
-        # trains), so a typo fails before anything exists.
-        data = check_data(config)
+        # What every trial holds, and every value the space can draw into it.
+        fixed = checks.fixed_config(space, base)
+        checks.check_drawn_values(space, tiers, fixed)
+        checks.check_devices(space, tiers, fixed)
+        # Each dataset a trial can draw is loaded and checked once here (without torch: this
+        # command never trains), so a typo fails before anything exists.
+        data = checks.load_drawn_data(space, tiers, fixed)
+        config = TrainConfig.from_dict(fixed)
         metric, direction = self.metric, self.direction
         if metric is None:
             metric, default_direction = default_metric(data.task)
@@ -236,7 +248,7 @@ class StudyRequest:
             name=name,
             space_toml=space_toml,
             space_name=space_name,
-            tiers=self.tiers,
+            tiers=tiers,
             base=base,
             metric=metric,
             direction=direction,
@@ -318,6 +330,7 @@ _STUDY_KEYS = {
     "name": "name", "trials": "n_trials", "n_trials": "n_trials", "seed": "seed",
     "sampler": "sampler", "tiers": "tiers", "metric": "metric", "direction": "direction",
     "pruner": "pruner", "tracking_uri": "tracking_uri", "workers": "workers",
+    "force_budget": "force_budget",
     "heartbeat_interval": "heartbeat_interval_s", "grace_period": "grace_period_s",
     "max_retries": "max_retries",
 }  # fmt: skip

@@ -33,6 +33,7 @@ import numpy as np
 from trainers.config import TrainConfig
 from trainers.dataset_cache import Generated, cached
 from trainers.errors import DataError
+from trainers.synthetic_memory import check_synthetic_memory
 
 BUILTIN_CLASSIFICATION = ("digits", "breast_cancer", "wine")
 BUILTIN_REGRESSION = ("diabetes",)
@@ -167,6 +168,7 @@ def _load_synthetic(name: str, task: str) -> RawDataset:
             f"`dataset` synthetic:N:F:C needs N >= 10, F >= 2 and 2 <= C <= N/5, "
             f"but got dataset={name!r} (N={n}, F={f}, C={c})"
         )
+    check_synthetic_memory(name, n, f)
     data = cached(f"synthetic:{n}:{f}:{c}", lambda: _generate_synthetic(n, f, c))
     return _finish(
         name, data.x, data.names, _no_categories(data.x), [], data.y, DEFAULT_TARGET, task,

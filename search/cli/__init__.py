@@ -54,6 +54,9 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 with argparse's message on a usage error
     try:
+        before = getattr(args, "before", None)
+        if before is not None:
+            before(args)  # e.g. the study verbs send a stopped worker's spooled runs first
         return int(args.handler(args) or 0)
     except WorkerStopped as exc:
         print(f"hpsearch: {exc}; its running trial was re-queued", file=sys.stderr)

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from search.cli.backlog import print_backlog, replay_backlog
 from search.errors import StudyError
 
 # `hpsearch run` / `create` with no study file: the README's first command.
@@ -37,6 +38,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--storage", help="Optuna storage URL (env HPSEARCH_STORAGE; default sqlite:///hpsearch.db)"
     )
     common.add_argument("--tracking-uri", help="MLflow tracking URI (env MLFLOW_TRACKING_URI)")
+    # Every study verb first sends the runs a stopped worker left in this folder's spool.
+    common.set_defaults(before=replay_backlog)
 
     study = argparse.ArgumentParser(add_help=False)
     study.add_argument("study_file", nargs="?", type=Path, help="a study TOML file")
@@ -50,7 +53,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=["refuse", "drop"],
         help="rows whose target is missing: refuse (default) or drop them",
     )
-    study.add_argument("--trials", type=int, help="the budget of finished trials")
+    study.add_argument(
+        "--trials", type=int, help="the budget of finished trials (at most 100000 unless forced)"
+    )
+    study.add_argument(
+        "--force-budget",
+        action="store_true",
+        default=None,
+        help="allow a budget above the cap of 100000 trials",
+    )
     study.add_argument("--epochs", type=int, help="epochs per trial")
     study.add_argument("--seed", type=int, help="the sampler's seed")
     study.add_argument("--tiers", type=int, help="search tiers 1..N of the space")
@@ -89,7 +100,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = sub.add_parser("worker", parents=[common], help="join a study as one worker")
     worker.add_argument("study", help="the study's name")
     worker.add_argument("--max-trials", type=int, help="stop after this many trials")
-    worker.set_defaults(handler=cmd_worker)
+    # A worker replays the spool itself (after its first trial that reaches MLflow, and when
+    # it stops), and one started by `hpsearch run` must reach its start gate at once.
+    worker.set_defaults(handler=cmd_worker, before=None)
 
     status = sub.add_parser("status", parents=[common], help="studies, trial counts, best")
     status.add_argument("study", nargs="?")
@@ -162,6 +175,7 @@ def _request(args: argparse.Namespace) -> Any:
         space=args.space,
         tiers=args.tiers,
         n_trials=args.trials if args.trials is not None else defaults.get("trials"),
+        force_budget=args.force_budget,
         seed=args.seed,
         sampler=args.sampler,
         metric=args.metric,
@@ -340,6 +354,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"no studies in {where}")
         return 0
     _print_table(rows, tuple(rows[0]))
+    print_backlog(getattr(args, "replayed", 0))
     links = [(s.name, s.mlflow) for s in statuses if s.mlflow]
     if links:
         print("\nMLflow (a local store: start the UI first with `hpsearch ui`):")

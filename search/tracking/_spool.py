@@ -115,29 +115,42 @@ def _claim_suffix() -> str:
     return f"{_CLAIM}{socket.gethostname()}-{os.getpid()}"
 
 
-def _release_stale_claims(directory: Path) -> None:
-    """Give back files claimed by a process of this host that no longer exists."""
+def release_stale_claims(directory: Path) -> None:
+    """Give back files claimed by a process of this host that no longer exists, and remove
+    the half-written temp file it may have left (killed inside `_write`: nothing relied on
+    that version, the claimed file or the worker's memory held the ops)."""
     host = socket.gethostname()
     for path in directory.glob(f"*{SUFFIX}{_CLAIM}*"):
+        temp = path.name.startswith(".") and path.name.endswith(".tmp")
         owner = path.name.rsplit(_CLAIM, 1)[1]
+        if temp:
+            owner = owner.rsplit(".", 2)[0]  # HOST-PID.RANDOM.tmp
         owner_host, _, pid = owner.rpartition("-")
-        if owner_host != host or not pid.isdigit():
+        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
             continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            original = path.with_name(path.name.rsplit(_CLAIM, 1)[0])
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(path, original)
-        except PermissionError:
-            pass  # alive, another user's
+        if temp:
+            path.unlink(missing_ok=True)
+            continue
+        original = path.with_name(path.name.rsplit(_CLAIM, 1)[0])
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(path, original)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
 
 
 def pending_files(directory: Path, tracking_uri: str) -> list[Path]:
     """Unclaimed spool files for this tracking server, oldest first."""
     if not directory.is_dir():
         return []
-    _release_stale_claims(directory)
+    release_stale_claims(directory)
     wanted = strip_secrets(tracking_uri)
     found: list[tuple[float, Path]] = []
     for path in directory.glob(f"*{SUFFIX}"):

@@ -6,9 +6,14 @@ update_run (terminate): four with the trial's config.json. Longer trials add one
 per `flush_interval_s`. One sender thread per worker owns the client and sends every request,
 for any number of runs, in the order they were queued (the create while the trial trains,
 the rest after `finish` returned): ordering comes from the queue, not from locks, and the
-worker's thread never waits on the server. The queue also bounds how far tracking can fall
-behind: a worker waits for its runs' write-ahead spool files (queued behind everything before
-them) when it records a batch of results, so MLflow is at most about one batch behind Optuna.
+worker's thread never waits on a request.
+
+Backpressure: at most `max_behind` (`MAX_RUNS_BEHIND`) finished runs of a worker are not yet
+on the server (sent, or spooled when it is down). `start_trial` waits while that many are
+queued, so a worker whose trials finish faster than MLflow takes them trains at MLflow's pace
+instead of piling runs up in memory (a kill would lose them, and Optuna would see no result
+until the sender caught up). A worker also waits for its runs' write-ahead spool files when
+it records a batch of results, so Optuna never holds a result whose run could still be lost.
 
 Why one module: `Tracker` and `TrialRun` share one sender queue, one outbox discipline and
 one spool format; the ordering guarantees hold only across both.
@@ -64,6 +69,10 @@ from search.tracking._study_run import STUDY_TAG, StudyRunRef
 _logger = logging.getLogger("search.tracking")
 
 DEFAULT_SPOOL_DIR = Path("hpsearch-spool")
+# Finished runs a worker may hold that the server has not taken yet. Enough to keep the sender
+# busy while the next trial trains; small enough that a kill costs little and Optuna's view
+# of the study trails training by a few trials, not by a batch of hundreds.
+MAX_RUNS_BEHIND = 8
 NONFINITE_TAG = "hpsearch.nonfinite_metrics"
 FINAL_PREFIX = "final/"
 
@@ -83,9 +92,12 @@ class Tracker:
         flush_interval_s: float = 15.0,
         worker: str = "",
         on_run_created: OnRunCreated | None = None,
+        max_behind: int = MAX_RUNS_BEHIND,
     ) -> None:
         if not flush_interval_s > 0:
             raise ValueError(f"`flush_interval_s > 0` must hold, but got {flush_interval_s=}")
+        if isinstance(max_behind, bool) or not isinstance(max_behind, int) or max_behind < 1:
+            raise ValueError(f"`max_behind` must be an integer >= 1, but got {max_behind=!r}")
         self.ref = ref
         self.spool_dir = Path(spool_dir)
         self.flush_interval_s = float(flush_interval_s)
@@ -100,6 +112,10 @@ class Tracker:
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
         self._closed = False
+        self.max_behind = max_behind
+        self._behind = 0  # finished runs whose requests are not all done (sent or spooled)
+        self.most_behind = 0  # the most this worker was ever behind (reported, tested)
+        self._room = threading.Condition()
         # The one sender: `start_trial` queues the run's creation (the trial trains while it
         # is on its way), `finish` the run's write-ahead spool file and its last requests,
         # `submit` anything else, the flusher a long trial's buffered metrics.
@@ -126,7 +142,10 @@ class Tracker:
         at once: `run_id` is None until the server answered (`wait_created` waits), and
         `on_created(run_id)` is called from that thread (e.g. to record the id on the trial).
         `finish` waits for the creation first, so the run's ops always follow it.
+
+        Waits first while `max_behind` finished runs are still on their way (backpressure).
         """
+        self.wait_for_room()
         previous = self._active
         if previous is not None and not previous.finished:
             _logger.warning(
@@ -153,6 +172,26 @@ class Tracker:
         self._active = run
         self._ensure_flusher()
         return run
+
+    def wait_for_room(self) -> None:
+        """Block while `max_behind` finished runs are not yet sent (or spooled)."""
+        with self._room:
+            if self._behind >= self.max_behind:
+                _logger.info(
+                    "MLflow is %d run(s) behind: the next trial waits for it", self._behind
+                )
+            while self._behind >= self.max_behind:
+                self._room.wait(timeout=1.0)
+
+    def _run_queued(self) -> None:
+        with self._room:
+            self._behind += 1
+            self.most_behind = max(self.most_behind, self._behind)
+
+    def _run_done(self) -> None:
+        with self._room:
+            self._behind -= 1
+            self._room.notify_all()
 
     def _create(self, run: TrialRun, on_created: Callable[[str], None] | None) -> None:
         try:
@@ -329,7 +368,12 @@ class TrialRun:
         if self.tracker._active is self:
             self.tracker._active = None
         spooled: Future[None] = Future()
-        self.tracker._sender.submit(self._spool_and_send, status, tags, files, spooled)
+        self.tracker._run_queued()
+        try:
+            self.tracker._sender.submit(self._spool_and_send, status, tags, files, spooled)
+        except BaseException:  # the sender is shut down: nothing will be sent to count down
+            self.tracker._run_done()
+            raise
         return spooled
 
     @property
@@ -353,7 +397,10 @@ class TrialRun:
             _logger.exception("spooling the MLflow run of trial %s failed", self.trial_number)
         finally:
             spooled.set_result(None)
-        self._complete(status, tags, files, write_ahead)
+        try:
+            self._complete(status, tags, files, write_ahead)
+        finally:
+            self.tracker._run_done()
 
     def _write_ahead(
         self, status: str, tags: dict[str, str], files: dict[str, bytes | str]

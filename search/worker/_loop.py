@@ -32,7 +32,7 @@ from typing import Any
 
 import optuna
 
-from search.errors import WorkerStopped
+from search.errors import WorkerStopped, user_errors
 from search.optuna_internals import optuna_trial
 from search.outcomes import MAX_CONSECUTIVE_ERRORS, Outcome
 from search.samplers import KeyedRandomSampler
@@ -115,6 +115,7 @@ class Worker:
         self._last_flush = time.monotonic()
         self._trial_s: float | None = None  # moving average of one trial's duration
         self._consecutive_errors = 0
+        self._config_error = ""  # set by a configuration error on this worker's first trial
         self._idle_s = IDLE_POLL_START_S
         self._idle = False  # polling for work: the loop sweeps stale trials itself
         self._last_train_end: float | None = None
@@ -128,17 +129,27 @@ class Worker:
 
     def run(self) -> WorkerReport:
         try:
+            self._check_host()
             with self.stop.installed(), self.heartbeat:
                 self._loop()
         finally:
             self.close()
         return self.report
 
+    def _check_host(self) -> None:
+        """The study's device exists here (`ConfigError`, exit 2), before any trial is claimed:
+        a worker on a host without it would fail every trial it takes."""
+        from trainers import resolve_device
+
+        resolve_device(str({**self.space.defaults(), **self.spec.base}.get("device", "auto")))
+
     def _loop(self) -> None:
         while True:
             reason = self._stop_reason()
             if reason:
                 self.report.stop_reason = reason
+                if self._config_error or self._consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
+                    self.runs.fail_study_run(reason)  # not left RUNNING as if work went on
                 return
             started = time.perf_counter()
             claim = self._claim(self._demand())
@@ -173,6 +184,8 @@ class Worker:
                 raise WorkerStopped(self.stop.requested)
 
     def _stop_reason(self) -> str:
+        if self._config_error:
+            return self._config_error
         if self.max_trials is not None and self._done() >= self.max_trials:
             return f"ran --max-trials={self.max_trials}"
         if self._consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
@@ -288,7 +301,7 @@ class Worker:
             trained = Trained(error=exc)
         verdict = decide(trained, self.spec.metric)
         if verdict.outcome is Outcome.ERROR:
-            _logger.error("trial %d failed with an error", claimed.number, exc_info=trained.error)
+            self._note_error(claimed.number, trained.error)
         config_dict = configured.config if configured is not None else None
         self._train_s = train_ended - train_started
         discarded = self._record(claimed, run, verdict, trained, result, config_dict)
@@ -310,6 +323,19 @@ class Worker:
             self._flush()
             self._release_held()
             raise trained.error
+
+    def _note_error(self, number: int, error: BaseException | None) -> None:
+        """A user's configuration error (a dataset gone since the study was created, say) on
+        this worker's first trial stops it at once, in one line: every trial would fail the
+        same way. Any other error is a bug, logged with its traceback."""
+        if isinstance(error, user_errors()) and not self.report.timings:
+            self._config_error = (
+                f"error: trial {number} failed on a configuration error, so this worker "
+                f"stopped at once: {type(error).__name__}: {error}"
+            )
+            _logger.error("trial %d: %s: %s", number, type(error).__name__, error)
+            return
+        _logger.error("trial %d failed with an error", number, exc_info=error)
 
     def _configure_running(self, claimed: ClaimedTrial, trial: Any) -> Configured:
         """The slow path: an adaptive sampler draws now, through the running trial."""

@@ -6,10 +6,10 @@ import os
 import socket
 
 from search.errors import StudyError
+from search.tracking._backlog import SPOOL_ENV as SPOOL_ENV  # one name for workers and the CLI
 
 THREADS_ENV = "HPSEARCH_TORCH_THREADS"
 N_WORKERS_ENV = "HPSEARCH_N_WORKERS"  # set by `run_study` for the workers it starts
-SPOOL_ENV = "HPSEARCH_SPOOL_DIR"
 
 
 def worker_id() -> str:

@@ -158,6 +158,23 @@ class TrialRuns:
         except Exception as exc:
             _logger.warning("marking the dead attempt's MLflow run failed: %s", exc)
 
+    def fail_study_run(self, reason: str) -> None:
+        """This worker stops for errors: end the study's MLflow run FAILED, with the reason,
+        rather than leave it RUNNING as if the study went on (queued behind every run's end;
+        a later run of the study that meets its budget ends it FINISHED)."""
+        if self.tracker is not None:
+            self.tracker.submit(functools.partial(self._fail_study_run, reason))
+
+    def _fail_study_run(self, reason: str) -> None:
+        from search.tracking import REASON_TAG, clean_tag
+
+        client, run_id = self.tracker.client, self.ref.parent_run_id
+        try:
+            client.set_tag(run_id, REASON_TAG, clean_tag(reason))
+            client.set_terminated(run_id, "FAILED")
+        except Exception as exc:  # the trials' own states say what happened
+            _logger.warning("marking the study's MLflow run FAILED failed: %s", exc)
+
     def update_best(
         self, read_best: Callable[[], tuple[int, float] | None], numbers: set[int]
     ) -> None:

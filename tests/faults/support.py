@@ -143,6 +143,20 @@ def worker_env(tracking_uri: str | None, spool: Path, **extra: str) -> dict[str,
     return env
 
 
+def run_hpsearch(
+    args: list[str], cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`python -m search ARGS` in `cwd`, as a user runs it there, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "search", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def signal_worker(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     os.killpg(proc.pid, sig)
 

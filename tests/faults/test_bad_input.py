@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 
 from search.cli import main
 from tests.conftest import free_port
-from tests.faults.support import FAULT_SPACE, REPO
+from tests.faults.support import FAULT_SPACE, REPO, run_hpsearch
 
 NAME = "bad-input"
 
@@ -50,6 +48,29 @@ def _write(path: Path, text: str) -> Path:
 
 def _csv(rows: list[str]) -> str:
     return "\n".join(rows) + "\n"
+
+
+# A space that searches the dataset: each choice is loaded before the study exists.
+def _dataset_space(*choices: str) -> str:
+    listed = ", ".join(f'"{c}"' for c in choices)
+    return FAULT_SPACE + (
+        f'\n[[param]]\nname = "dataset"\nkind = "categorical"\ntier = 1\n'
+        f'choices = [{listed}]\ndefault = "{choices[0]}"\n'
+    )
+
+
+# Validation fraction drawn up to 0.6: fine alone, refused beside the study's test_fraction 0.5.
+VAL_FRACTION_SPACE = """
+name = "split"
+
+[[param]]
+name = "val_fraction"
+kind = "float"
+tier = 1
+low = 0.1
+high = 0.6
+default = 0.2
+"""
 
 
 # Each case: (id, files to write {name: text}, argv after `run`, words the message must hold).
@@ -111,6 +132,50 @@ CASES: list[tuple[str, dict[str, str], list[str], tuple[str, ...]]] = [
     ("malformed-storage-url", {}, ["--storage", "postgres//oops"], ("storage", "URL")),
     ("unsupported-storage", {}, ["--storage", "mongodb://h/db"], ("storage", "mongodb")),
     ("zero-epochs", {}, ["--epochs", "0"], ("epochs", "0")),
+    # Validated before the first write (issue 15): each used to create the study and its
+    # MLflow experiment, then fail trials (or allocate, or accept) later.
+    ("device-not-on-this-host", {}, ["--device", "cuda:99"], ("device", "cuda:99")),
+    (
+        "space-dataset-choice-missing",
+        {"s.toml": _dataset_space("digits", "nowhere.csv")},
+        ["--space", "s.toml", "--tiers", "1"],
+        ("dataset", "nowhere.csv", "does not exist"),
+    ),
+    (
+        "space-dataset-choice-of-another-task",
+        {"s.toml": _dataset_space("digits", "diabetes")},
+        ["--space", "s.toml", "--tiers", "1"],
+        ("dataset", "'diabetes'", "regression", "classification"),
+    ),
+    (
+        "space-draw-refused-beside-train",
+        {
+            "v.toml": VAL_FRACTION_SPACE,
+            "st.toml": "[space]\npath = 'v.toml'\n[study]\ntiers = 1\n"
+            "[train]\ntest_fraction = 0.5\n",
+        },
+        ["st.toml"],
+        ("val_fraction", "0.6", "test_fraction=0.5"),
+    ),
+    ("tiers-beyond-the-space", {}, ["--tiers", "99"], ("tiers", "1..5", "99")),
+    (
+        "budget-over-the-cap",
+        {},
+        ["--trials", "1000000000000"],
+        ("trials", "100000", "--force-budget", "1000000000000"),
+    ),
+    (
+        "budget-over-the-hard-limit-even-forced",
+        {},
+        ["--trials", "10000000000", "--force-budget"],
+        ("trials", "2147483647", "10000000000"),
+    ),
+    (
+        "synthetic-too-big-for-memory",
+        {},
+        ["--dataset", "synthetic:10000000000"],
+        ("dataset", "synthetic:10000000000", "GiB"),
+    ),
 ]
 
 
@@ -150,14 +215,7 @@ def test_bad_input_exits_2_naming_the_problem_and_writes_nothing(
 
 def _hpsearch(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, float]:
     started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "search", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_hpsearch(args, cwd, env)
     return proc.returncode, proc.stderr + proc.stdout, time.monotonic() - started
 
 
@@ -189,3 +247,86 @@ def test_unreachable_postgres_at_start_waits_a_bounded_time_then_exits_1(
     # Bounded: the 3 s of retries plus the interpreter's start, not minutes.
     assert elapsed < 60, elapsed
     assert _experiments(tmp_path / "mlflow.db") == []  # no half-made study in MLflow
+
+
+# --- checked before the first write, and what a worker does when it still meets a bad config ---
+
+
+def test_tpe_takes_a_seed_beyond_32_bits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """random and sobol take any seed; TPE's NumPy RandomState only 32 bits: it gets the seed
+    modulo 2**32 (documented), the study keeps the seed as given, and its trials train."""
+    from search.study import load_spec
+    from search.worker import run_worker
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    seed = 2**70
+    argv = ["create", "--name", NAME, "--storage", url, "--sampler", "tpe", "--seed", str(seed),
+            "--dataset", "wine", "--epochs", "1", "--trials", "2", "--no-tracking"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    assert load_spec(url, NAME).seed == seed
+    report = run_worker(url, NAME)
+    assert sorted(report.outcomes.elements()) == ["complete", "complete"], report
+
+
+def test_a_worker_on_a_host_without_the_study_device_exits_2_before_claiming(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A study created where its GPU exists, joined from a host without it: one line, exit 2,
+    and no trial claimed (claimed trials would each fail, then wait out the grace period)."""
+    import dataclasses
+
+    from search.study import StudyRequest, create_study
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    spec = StudyRequest(
+        name=NAME, space_toml=FAULT_SPACE, n_trials=2, no_tracking=True,
+        train={"dataset": "wine", "epochs": 1, "device": "cpu"},
+    ).resolve(url)  # fmt: skip
+    # As `create` on the GPU host stored it: the resolved spec, on a device this host lacks.
+    create_study(dataclasses.replace(spec, base={**spec.base, "device": "cuda:99"}), url)
+    code = main(["worker", NAME, "--storage", url])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("hpsearch: error:") and "device" in line and "cuda:99" in line, line
+    with sqlite3.connect(tmp_path / "study.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == 0
+
+
+def test_a_configuration_error_on_the_first_trial_stops_the_worker_and_fails_the_study_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The dataset file is removed after the study was created: the worker's first trial
+    fails on it, the worker stops at once (not after three tracebacks) saying why, and the
+    study's MLflow run ends FAILED with the reason instead of staying RUNNING."""
+    from mlflow.tracking import MlflowClient
+
+    from search.study import StudyRequest, create_study
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("HPSEARCH_SPOOL_DIR", str(tmp_path / "spool"))
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    data = _write(tmp_path / "d.csv", _csv(["a,b,y"] + [f"{i},{i % 7},{i % 2}" for i in range(40)]))
+    request = StudyRequest(
+        name=NAME, space_toml=FAULT_SPACE, n_trials=4, tracking_uri=uri,
+        train={"dataset": str(data), "target": "y", "epochs": 1, "device": "cpu"},
+    )  # fmt: skip
+    spec, _ = create_study(request.resolve(url), url)
+    data.unlink()
+    code = main(["worker", NAME, "--storage", url])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "configuration error" in err and "d.csv" in err, err
+    with sqlite3.connect(tmp_path / "study.db") as conn:
+        states = [r[0] for r in conn.execute("SELECT state FROM trials")]
+    assert states == ["FAIL"], states  # one trial, not MAX_CONSECUTIVE_ERRORS of them
+    parent = MlflowClient(uri).get_run(str(spec.parent_run_id))
+    assert parent.info.status == "FAILED", parent.info.status
+    assert "d.csv" in parent.data.tags["hpsearch.reason"], parent.data.tags
