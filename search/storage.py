@@ -37,6 +37,7 @@ from optuna.trial import FrozenTrial
 from sqlalchemy.engine import URL, make_url
 
 from search.errors import InfrastructureError, StudyError
+from search.optuna_internals import has_optuna_tables, open_joining_storage
 from search.redact import redact, remember_url
 from search.sqlite_file import (
     check_sqlite_writable,
@@ -193,10 +194,12 @@ def open_storage(
     Raises `StudyError` for a malformed URL (nothing is attempted) and `InfrastructureError`
     when the database stays unreachable (nothing is created).
 
-    `check_schema=False` skips Optuna's schema-version check, which holds one connection in a
-    transaction while it opens a second: behind a pooler with few server connections, many
-    workers starting at once would each hold one and wait forever for another. Workers join a
-    study that `create`/`run` made, after that command checked the schema.
+    `check_schema=False` (a worker joining a study that `create`/`run` made, after that
+    command checked the schema) skips Optuna's schema-version check, which holds one
+    connection in a transaction while it opens a second: behind a pooler with few server
+    connections, many workers starting at once would each hold one and wait forever for
+    another. It also skips the rest of Optuna's set-up when the tables are there (see
+    `open_joining_storage`): part of a worker's start-up.
     """
     parsed = parse_storage_url(url)
     timeout = connect_timeout_s() if timeout_s is None else timeout_s
@@ -204,17 +207,21 @@ def open_storage(
     delay = 0.25
 
     def make() -> RDBStorage:
+        kwargs: dict[str, Any] = {
+            "engine_kwargs": engine_kwargs(parsed, application_name),
+            "heartbeat_interval": heartbeat.interval_s if heartbeat else None,
+            "grace_period": heartbeat.grace_s if heartbeat else None,
+            "heartbeat_stale_trial_callback": stale_trial_callback if heartbeat else None,
+        }
         with warnings.catch_warnings():
             # heartbeat_interval is "experimental" in Optuna; the warning would reach users.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs(parsed, application_name),
-                heartbeat_interval=heartbeat.interval_s if heartbeat else None,
-                grace_period=heartbeat.grace_s if heartbeat else None,
-                heartbeat_stale_trial_callback=stale_trial_callback if heartbeat else None,
-                skip_compatibility_check=not check_schema,
-            )
+            if not check_schema:
+                joined = open_joining_storage(url, **kwargs)
+                if has_optuna_tables(joined):
+                    return joined
+                joined.engine.dispose()  # an empty database: Optuna's own set-up creates them
+            return RDBStorage(url, skip_compatibility_check=not check_schema, **kwargs)
 
     while True:
         try:

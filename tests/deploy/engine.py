@@ -208,7 +208,7 @@ class Stack:
         if check and result.returncode != 0:
             raise AssertionError(
                 f"{' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n"
-                f"{result.stderr[-3000:]}\n{self.logs()[-6000:]}"
+                f"{result.stderr[-3000:]}\n{self.logs(tail=30)}"
             )
         return result.stdout + result.stderr
 
@@ -232,13 +232,15 @@ class Stack:
     def inspect(self, container: str) -> dict[str, object]:
         return dict(json.loads(docker("inspect", container))[0])
 
-    def logs(self) -> str:
+    def logs(self, tail: int | None = None) -> str:
+        """Every container's log, headed by its service; `tail`: its last lines only (a
+        failure's message shows each worker's end, not one chatty server's health checks)."""
         out = []
         for cid in self.containers():
-            result = subprocess.run(
-                ["docker", "logs", cid], capture_output=True, text=True, timeout=60, check=False
-            )
-            out.append(f"--- {cid}\n{result.stdout}{result.stderr}")
+            service = self.inspect(cid)["Config"]["Labels"]["com.docker.compose.service"]  # type: ignore[index]
+            args = ["docker", "logs", *(["--tail", str(tail)] if tail else []), cid]
+            result = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+            out.append(f"--- {service} {cid[:12]}\n{result.stdout}{result.stderr}")
         return "\n".join(out)
 
     def wait_exited(self, service: str, timeout: float) -> list[int]:
@@ -249,7 +251,7 @@ class Stack:
             if states and all(not s["Running"] and not s["Restarting"] for s in states):  # type: ignore[index]
                 return [int(s["ExitCode"]) for s in states]  # type: ignore[index]
             time.sleep(2)
-        raise AssertionError(f"{service} still running after {timeout}s\n{self.logs()[-8000:]}")
+        raise AssertionError(f"{service} still running after {timeout}s\n{self.logs(tail=30)}")
 
     # --- reading back, from outside, through the published loopback ports
 

@@ -40,7 +40,7 @@ def stack(engine_images: EngineImages, tmp_path_factory: pytest.TempPathFactory)
 def finished_study(stack: Stack, workers: str = "worker-cpu") -> StudySpec:
     """Waits for the workers to exit 0; the study, read back whole from PostgreSQL and MLflow."""
     codes = stack.wait_exited(workers, TIMEOUT_S)
-    assert codes and set(codes) == {0}, (codes, stack.logs()[-6000:])
+    assert codes and set(codes) == {0}, (codes, stack.logs(tail=30))
     spec = load_spec(stack.storage_url(), stack.env["STUDY_NAME"])
     assert spec.n_trials == int(stack.env["STUDY_TRIALS"])
     ts = assert_study_whole(stack.storage_url(), spec)

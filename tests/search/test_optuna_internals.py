@@ -7,6 +7,9 @@ it: fix search/optuna_internals.py, nowhere else.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -68,3 +71,37 @@ def test_search_names_no_private_optuna_api_outside_this_module() -> None:
             }:  # fmt: skip
                 offenders.append(f"{source.relative_to(root)}:{node.lineno} .{node.attr}")
     assert not offenders, offenders
+
+
+def test_a_joining_storage_skips_the_set_up_and_still_versions_on_demand(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'join.db'}"
+    optuna.create_study(study_name="joined", storage=url).optimize(lambda t: 1.0, n_trials=1)
+    # Run in a fresh interpreter: whether alembic is imported is a process-wide fact.
+    code = (
+        "import sys\n"
+        "from search.optuna_internals import open_joining_storage\n"
+        f"s = open_joining_storage({url!r})\n"
+        "sid = s.get_study_id_from_name('joined')\n"
+        "assert len(s.get_all_trials(sid)) == 1\n"
+        "assert 'alembic' not in sys.modules, 'alembic imported at open'\n"
+        "print(s.get_current_version() == s.get_head_version())\n"  # the deferred set-up runs
+        "assert 'alembic' in sys.modules\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "True", (VERSION, out.stderr[-2000:])
+    # The class swap is undone: a plain RDBStorage sets up its version bookkeeping at once.
+    plain = optuna.storages.RDBStorage(url)
+    assert type(plain._version_manager).__name__ == "_VersionManager", VERSION
+
+
+def test_a_worker_opening_an_empty_database_still_gets_optunas_tables(tmp_path: Path) -> None:
+    from search.optuna_internals import has_optuna_tables
+    from search.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    storage = open_storage(url, check_schema=False)
+    assert has_optuna_tables(storage)
+    assert storage.get_all_studies() == []
+    storage.engine.dispose()
