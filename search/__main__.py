@@ -1,8 +1,6 @@
-import sys
-
-from search.cli import main
+from search.cli import entry
 
 # The guard matters: a spawned helper process (the tracker's picture painter) imports this
 # module as `__mp_main__` and must not run the CLI again.
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

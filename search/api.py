@@ -38,6 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import StudyError
 from search.runner import RunOutcome
+from search.start_up_gc import start_up_done
 from search.storage import (
     absolute_storage_url,
     check_storage_writable,
@@ -182,6 +183,7 @@ def run_study(
     if finished >= spec.n_trials and early is not None:
         early.cancel()  # another command created and finished it meanwhile
     if finished < spec.n_trials:
+        start_up_done()  # the study and its MLflow run exist: the heavy imports are in
         outcome = _run(
             spec,
             url,

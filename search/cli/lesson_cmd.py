@@ -63,6 +63,9 @@ def cmd_lesson(args: argparse.Namespace) -> int:
         tracking_uri=args.tracking_uri,
         out_dir=args.out,
     )
+    from search.start_up_gc import start_up_done
+
+    start_up_done()  # an experiment trains for minutes, in this process too: collect
     lesson.run_lesson(args.name, options)
     return 0
 

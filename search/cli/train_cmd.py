@@ -52,6 +52,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from search.start_up_gc import start_up_done
     from trainers import prepare_data, train
 
     config = build_config(args)
@@ -61,6 +62,7 @@ def run_train(args: argparse.Namespace) -> int:
         if data.dropped_rows:
             print(f"dropped {data.dropped_rows} row(s) whose target is missing", flush=True)
     report = None if args.json else _print_epoch(config.epochs)
+    start_up_done()  # the imports are in: collect while training
     result = train(config, data, report)
     if args.json:
         printed = {

@@ -15,6 +15,7 @@ from __future__ import annotations
 import optuna
 
 from search.errors import InfrastructureError
+from search.start_up_gc import start_up_done
 from search.storage import redact_url
 from search.worker._loop import Worker
 from search.worker._outcome import STALE_REASON
@@ -73,4 +74,5 @@ def run_worker(
     except optuna.exceptions.StorageInternalError as exc:
         url = redact_url(storage_url)
         raise InfrastructureError(f"the storage {url!r} failed: {exc}") from None
+    start_up_done()  # torch, Optuna and the trainer are in: collect from here on
     return worker.run()

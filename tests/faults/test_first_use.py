@@ -25,7 +25,7 @@ import pytest
 
 from tests.faults.support import REPO
 
-REPEATS = 10
+REPEATS = 5  # no cache, cold cache, then warm: each a fresh folder raced by two commands
 BUDGET = 2
 NAME = "first-use"
 

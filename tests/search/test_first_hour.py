@@ -7,7 +7,6 @@ Real components throughout: SQLite files, worker processes, the trainers on digi
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -90,13 +89,11 @@ def test_running_a_finished_study_again_returns_at_once_without_a_worker(
 ) -> None:
     assert main(["run", "--name", "f", "--trials", "2", "--workers", "1", *FAST]) == 0
     capsys.readouterr()
-    started = time.monotonic()
     assert main(["run", "--name", "f"]) == 0
-    elapsed = time.monotonic() - started
     captured = capsys.readouterr()
     assert "already has 2/2 trials finished: nothing to run" in captured.out
-    assert "worker(s) on" not in captured.err  # the runner never started
-    assert elapsed < 2.0, elapsed
+    # The runner never started (how long that takes is the throughput benchmark's business).
+    assert "worker(s) on" not in captured.err and "logs in" not in captured.err
     assert len(trials(_url(here), "f")) == 2
 
 
