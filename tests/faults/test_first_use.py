@@ -25,7 +25,7 @@ import pytest
 
 from tests.faults.support import REPO
 
-REPEATS = 5  # no cache, cold cache, then warm: each a fresh folder raced by two commands
+REPEATS = 10  # issue 15: no cache, cold cache, then warm; each a fresh folder raced by two
 BUDGET = 2
 NAME = "first-use"
 

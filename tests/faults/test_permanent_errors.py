@@ -60,7 +60,7 @@ def test_a_storage_that_can_never_work_is_exit_2_at_once(
     url, value, words = _storage_cases(tmp_path)[case]
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("HPSEARCH_STORAGE", raising=False)
-    monkeypatch.setenv("HPSEARCH_CONNECT_TIMEOUT", "30")  # an outage would wait 30 s
+    monkeypatch.delenv("HPSEARCH_CONNECT_TIMEOUT", raising=False)  # an outage would wait 30 s
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     before = (tmp_path / "not-a-db").read_bytes()
     argv = ["run", "--name", NAME, "--dataset", "wine", "--epochs", "1", "--trials", "1",
@@ -72,8 +72,7 @@ def test_a_storage_that_can_never_work_is_exit_2_at_once(
     assert len(lines) == 1 and lines[0].startswith("hpsearch: error: "), out
     for word in (value, *words):
         assert word in lines[0], (word, lines[0])
-    # Not waited out like an outage (30 s of retries): refused on the first answer.
-    assert elapsed < 15, f"{elapsed:.1f} s: retried as if the database were down"
+    assert elapsed < 2.0, f"{elapsed:.1f} s: retried as if the database were down"
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlartifacts").exists()
     assert (tmp_path / "not-a-db").read_bytes() == before  # a user's file is never touched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-folder", "not-a-db"]
