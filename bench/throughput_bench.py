@@ -400,13 +400,13 @@ def startup(repeats: int) -> list[Row]:
 # Why a target is missed, as measured here (profiles of this machine; see the issue notes).
 MISS_REASONS = {
     "worker process start": (
-        "most of it is importing torch and Optuna, which any worker must (the 'theirs' "
-        "column: a process doing only that, in the same minutes); the rest is the CLI, MLflow-"
-        "free study read, the dataset from its cache, one trial and the record"
+        "importing torch and Optuna alone takes longer than the target on this machine (the "
+        "'theirs' column: a process doing only that, in the same minutes, with the garbage "
+        "collector on; a worker pauses it through start-up)"
     ),
     "scaling 1 -> 2": (
-        "one worker already runs ~1,000 tiny trials/s (10x the target) and, with its "
-        "PostgreSQL backend, keeps both cores busy: a second worker has no core of its own"
+        "one worker and its PostgreSQL backend already keep most of both cores busy (the 1-"
+        "worker row): a second worker has no core of its own"
     ),
     "tracked, best worker count": (
         "each trial is its own MLflow run: 4 requests (create, batch, config.json, end) at "
