@@ -142,6 +142,10 @@ def _wait_for_processes(marker: str, timeout_s: float = 300.0) -> None:
         time.sleep(0.2)
 
 
+def _naive_utc(local: dt.datetime) -> dt.datetime:
+    return local.astimezone(dt.UTC).replace(tzinfo=None)
+
+
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
@@ -156,9 +160,8 @@ def _phases(storage: str, began: dt.datetime, seconds: float) -> tuple[float, fl
     # Optuna returns local naive datetimes; compare in UTC.
     first = min(t.datetime_start for t in trials if t.datetime_start)
     last = max(t.datetime_complete for t in trials if t.datetime_complete)
-    to_utc = lambda d: d.astimezone(dt.UTC).replace(tzinfo=None)  # noqa: E731
-    start_s = (to_utc(first) - began).total_seconds()
-    span_s = (to_utc(last) - to_utc(first)).total_seconds()
+    start_s = (_naive_utc(first) - began).total_seconds()
+    span_s = (_naive_utc(last) - _naive_utc(first)).total_seconds()
     return start_s, span_s, seconds - start_s - span_s
 
 
