@@ -381,7 +381,7 @@ def startup(repeats: int) -> list[Row]:
             (trial,) = optuna.load_study(study_name=name, storage=storage).get_trials()
             assert trial.datetime_complete is not None
             # Optuna returns local naive datetimes; compare in UTC.
-            done = trial.datetime_complete.astimezone(dt.UTC).replace(tzinfo=None)
+            done = _naive_utc(trial.datetime_complete)
             firsts.append((done - began).total_seconds())
             # The floor: a process that only imports what any worker must (same minutes).
             floors.append(_run([sys.executable, "-c", "import torch, optuna"], Path(tmp)))
