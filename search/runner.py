@@ -1,8 +1,9 @@
 """`run_study`: start N worker processes on a study, show progress, summarize at the end.
 
-Workers are separate processes (`python -m search worker NAME`, the storage URL passed in
-`$HPSEARCH_STORAGE` so no password shows in `ps`), exactly what a second host would run,
-so a local run exercises the same path as a distributed one. With GPUs,
+Workers are separate processes running `python -m search worker NAME` (the storage URL passed
+in `$HPSEARCH_STORAGE` so no password shows in `ps`), exactly what a second host would run,
+so a local run exercises the same path as a distributed one; on Linux they are forked by one
+leader that imported torch, Optuna and MLflow once for all of them (`search.prefork`). With GPUs,
 `workers="auto"` starts `workers_per_gpu` workers per GPU, each pinned with
 `CUDA_VISIBLE_DEVICES`; on CPU it starts min(cores, 4) and splits the cores' torch threads
 among them. Ctrl-C stops the workers (SIGTERM: each fails and re-queues its running trial), so
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from search import prefork
 from search.errors import InfrastructureError, StudyError
 from search.storage import count_trials, open_storage
 from search.study import StudySpec
@@ -33,6 +35,9 @@ MAX_AUTO_CPU_WORKERS = 4
 POLL_INTERVAL_S = 1.0
 STOP_TIMEOUT_S = 30.0
 GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/kfd")
+
+# A local worker: forked by a leader (Linux), or a process of its own.
+WorkerProcess = subprocess.Popen[bytes] | prefork.ForkedWorker
 
 
 @dataclass(frozen=True)
@@ -108,28 +113,32 @@ def start_workers(
     plan: WorkerPlan,
     log_dir: Path,
     tracking_uri: str | None = None,
-) -> list[subprocess.Popen[bytes]]:
-    """Start the plan's workers. Each imports what it needs, then waits at its start gate
-    (`open_gates`) before it touches the storage, so workers can start while the study is
-    still being created."""
-    procs = []
-    for i, extra in enumerate(plan.envs):
-        env = {**os.environ, **extra}
-        # URLs by environment, not argv: a password in argv shows in `ps` to every user.
-        env["HPSEARCH_STORAGE"] = storage_url
-        env[SUMMARY_ENV] = "runner"  # the summary is written once, by `api.run_study`
-        if tracking_uri:
-            env["MLFLOW_TRACKING_URI"] = tracking_uri
-        env[START_GATE_ENV] = _gate_mode(tracking_uri or spec.tracking_uri)
-        cmd = [sys.executable, "-m", "search", "worker", spec.name]
-        with open(log_dir / f"worker-{i}.log", "ab") as log:
+) -> list[WorkerProcess]:
+    """Start the plan's workers. They import what they need, then wait at their start gate
+    (`open_gates`) before they touch the storage, so workers can start while the study is
+    still being created. On Linux one leader imports for all and forks them at the gate
+    (`search.prefork`); elsewhere each worker is its own process."""
+    env = dict(os.environ)
+    # URLs by environment, not argv: a password in argv shows in `ps` to every user.
+    env["HPSEARCH_STORAGE"] = storage_url
+    env[SUMMARY_ENV] = "runner"  # the summary is written once, by `api.run_study`
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    env[START_GATE_ENV] = _gate_mode(tracking_uri or spec.tracking_uri)
+    cmd = [sys.executable, "-m", "search", "worker", spec.name]
+    logs = [log_dir / f"worker-{i}.log" for i in range(plan.n)]
+    if prefork.available():
+        return list(prefork.start(cmd, env, plan.envs, logs, log_dir / "leader.log"))
+    procs: list[WorkerProcess] = []
+    for extra, path in zip(plan.envs, logs, strict=True):
+        with open(path, "ab") as log:
             procs.append(
                 subprocess.Popen(
                     cmd,
                     stdin=subprocess.PIPE,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env=env,
+                    env={**env, **extra},
                     start_new_session=True,
                 )
             )
@@ -143,10 +152,12 @@ def _gate_mode(tracking_uri: str | None) -> str:
     return "server" if tracking_uri.startswith(("http://", "https://")) else "local"
 
 
-def open_gates(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+def open_gates(procs: Sequence[WorkerProcess]) -> None:
     """Let the workers go on: their study exists now."""
     for proc in procs:
-        if proc.stdin is not None and not proc.stdin.closed:
+        if isinstance(proc, prefork.ForkedWorker):
+            proc.leader.open_gate(GATE_OPEN)  # once per leader: it closes the pipe
+        elif proc.stdin is not None and not proc.stdin.closed:
             try:
                 proc.stdin.write(GATE_OPEN)
                 proc.stdin.close()
@@ -154,9 +165,7 @@ def open_gates(procs: Sequence[subprocess.Popen[bytes]]) -> None:
                 pass
 
 
-def stop_workers(
-    procs: Sequence[subprocess.Popen[bytes]], timeout_s: float = STOP_TIMEOUT_S
-) -> None:
+def stop_workers(procs: Sequence[WorkerProcess], timeout_s: float = STOP_TIMEOUT_S) -> None:
     """SIGTERM each worker (it fails and re-queues its trial), SIGKILL what outlives `timeout_s`."""
     for proc in procs:
         if proc.poll() is None:
@@ -178,7 +187,7 @@ class EarlyStart:
 
     plan: WorkerPlan
     log_dir: Path
-    procs: list[subprocess.Popen[bytes]]
+    procs: list[WorkerProcess]
 
     def cancel(self) -> None:
         """The study could not be created: stop the waiting workers (they wrote nothing)."""
@@ -253,10 +262,10 @@ def run_study(
         if bar is not None:
             bar.close()
         storage.engine.dispose()
-    codes = [int(p.returncode) for p in procs]
+    codes = [p.wait() for p in procs]  # each has exited: this reaps (a leader too)
     outcome = RunOutcome(spec, finished, plan.n, codes, time.monotonic() - started, log_dir)
     if any(codes):
-        tails = "\n".join(_tail(log_dir / f"worker-{i}.log") for i, c in enumerate(codes) if c)
+        tails = "\n".join(_tail(_log_of(log_dir, i)) for i, c in enumerate(codes) if c)
         message = f"{sum(1 for c in codes if c)} worker(s) failed (exit codes {codes}):\n{tails}"
         if finished < spec.n_trials:
             raise InfrastructureError(message)
@@ -264,7 +273,7 @@ def run_study(
     return outcome
 
 
-def _wait_any_exit(procs: Sequence[subprocess.Popen[bytes]], seconds: float) -> bool:
+def _wait_any_exit(procs: Sequence[WorkerProcess], seconds: float) -> bool:
     """Sleep up to `seconds`, returning as soon as every worker has exited (True): the study's
     end is seen in a tenth of a second, not a whole progress-bar interval."""
     deadline = time.monotonic() + seconds
@@ -297,6 +306,12 @@ def _best_text(storage: Any, study_id: int, spec: StudySpec) -> str:
     except (ValueError, KeyError):
         return "best: -"
     return f"best {spec.metric}={best.value:.4g} (trial {best.number})"
+
+
+def _log_of(log_dir: Path, i: int) -> Path:
+    """Worker i's log; the leader's, when i was never forked (the leader failed first)."""
+    own, leader = log_dir / f"worker-{i}.log", log_dir / "leader.log"
+    return own if own.exists() or not leader.exists() else leader
 
 
 def _tail(path: Path, lines: int = 15) -> str:

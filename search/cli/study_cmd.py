@@ -294,6 +294,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     if not pass_start_gate():  # started by `hpsearch run` for a study it could not create
         return 0
+    from search.prefork import lead_or_continue
+
+    leader_code = lead_or_continue()  # `hpsearch run`'s leader forks its workers here
+    if leader_code is not None:
+        return leader_code
     report = api.run_worker(
         args.study, args.storage, tracking_uri=args.tracking_uri, max_trials=args.max_trials
     )

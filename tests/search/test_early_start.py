@@ -11,34 +11,16 @@ from typing import Any
 
 import pytest
 
-from search import api, runner
+from search import api
 from search.errors import StudyError
-from search.runner import EarlyStart
 from search.worker import START_GATE_ENV
-from tests.support.study import request, sqlite_url, worker_env
-
-
-class _Observed:
-    """Records the workers `run_study` starts early, to look at them while it creates."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.early: list[EarlyStart] = []
-        real = runner.start_early
-
-        def start_early(*args: Any, **kwargs: Any) -> EarlyStart:
-            self.early.append(real(*args, **kwargs))
-            return self.early[-1]
-
-        monkeypatch.setattr(runner, "start_early", start_early)
-
-    def alive(self) -> list[int]:
-        return [p.pid for e in self.early for p in e.procs if p.poll() is None]
+from tests.support.study import ObservedStart, request, sqlite_url, worker_env
 
 
 def test_the_workers_are_running_while_the_study_is_created(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    observed = _Observed(monkeypatch)
+    observed = ObservedStart(monkeypatch)
     seen: list[int] = []
     real = api.create_study
 
@@ -61,7 +43,7 @@ def test_the_workers_are_running_while_the_study_is_created(
 def test_a_study_that_cannot_be_created_stops_its_waiting_workers_and_writes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    observed = _Observed(monkeypatch)
+    observed = ObservedStart(monkeypatch)
     seen: list[int] = []
 
     def refuse(*args: Any, **kwargs: Any) -> Any:

@@ -110,3 +110,23 @@ def logs(cwd: Path) -> str:
     return "\n".join(
         p.read_text(errors="replace")[-3000:] for p in sorted(cwd.glob("worker-*.log"))
     )
+
+
+class ObservedStart:
+    """Records the workers `api.run_study` starts (`runner.start_early`), to look at them or
+    signal one while the study is created or runs."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        from search import runner
+
+        self.early: list[Any] = []
+        real = runner.start_early
+
+        def start_early(*args: Any, **kwargs: Any) -> Any:
+            self.early.append(real(*args, **kwargs))
+            return self.early[-1]
+
+        monkeypatch.setattr(runner, "start_early", start_early)
+
+    def alive(self) -> list[int]:
+        return [p.pid for e in self.early for p in e.procs if p.poll() is None]
