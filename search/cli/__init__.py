@@ -50,6 +50,9 @@ def entry() -> NoReturn:
     pause_for_start_up()
     code = main()
     gc.freeze()
+    from search.prefork import exit_if_forked
+
+    exit_if_forked(code)  # a forked worker skips the teardown of its leader's heap
     sys.exit(code)
 
 

@@ -8,7 +8,6 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 from optuna.trial import TrialState
@@ -146,8 +145,14 @@ def test_a_forked_worker_killed_mid_trial_is_reported_and_its_trial_retried(
         import time
 
         deadline = time.monotonic() + 120
+        # Forked means the study exists (the gate opened): only then is its storage read.
+        def forked() -> bool:
+            return any(p.pid for e in observed.early for p in e.procs)
+
+        while time.monotonic() < deadline and not forked():
+            time.sleep(0.05)
         while time.monotonic() < deadline and not killed:
-            running = [t for t in _trials_or_none(url) if t.state == TrialState.RUNNING]
+            running = [t for t in trials(url, "forked-kill") if t.state == TrialState.RUNNING]
             if running and "worker" in running[0].user_attrs:
                 pid = int(str(running[0].user_attrs["worker"]).rsplit(":", 1)[1])
                 os.kill(pid, signal.SIGKILL)
@@ -169,10 +174,3 @@ def test_a_forked_worker_killed_mid_trial_is_reported_and_its_trial_retried(
     retry = next(t for t in ts if t.user_attrs.get("retry_of") == victim.number)
     assert retry.state == TrialState.COMPLETE and retry.params == victim.params
     assert observed.early  # the run went through the observed start
-
-
-def _trials_or_none(url: str) -> list[Any]:
-    try:
-        return trials(url, "forked-kill")
-    except Exception:  # the study is not created yet
-        return []
