@@ -145,6 +145,7 @@ def test_a_forked_worker_killed_mid_trial_is_reported_and_its_trial_retried(
         import time
 
         deadline = time.monotonic() + 120
+
         # Forked means the study exists (the gate opened): only then is its storage read.
         def forked() -> bool:
             return any(p.pid for e in observed.early for p in e.procs)
