@@ -67,11 +67,8 @@ def lead_or_continue() -> int | None:
     plan = _plan_from_env()
     if plan is None:
         return None
-    import gc
-
-    # Long-lived import objects stay frozen: the children's collections never touch (and so
-    # never copy) the pages they share with the leader.
-    gc.freeze()
+    # The collector stays paused (`search.start_up_gc`): each child freezes what it inherited
+    # with `start_up_done`, so its collections never touch (and copy) the shared pages.
     sys.stdout.flush()
     sys.stderr.flush()
     children: dict[int, int] = {}  # pid -> child index
@@ -198,15 +195,6 @@ class Leader:
             self.reports.leader_done = True
             self.reports.changed.notify_all()
 
-    def open_gate(self, line: bytes) -> None:
-        stdin = self.proc.stdin
-        if stdin is not None and not stdin.closed:
-            try:
-                stdin.write(line)
-                stdin.close()
-            except OSError:  # it died meanwhile: its children's codes tell
-                pass
-
 
 class ForkedWorker:
     """One forked worker, seen from the runner like a `subprocess.Popen`."""
@@ -229,8 +217,7 @@ class ForkedWorker:
             if reports.leader_done:
                 # The leader ended without reporting this child: it never forked it (its gate
                 # closed, it was killed) or died before reaping it.
-                code = self.leader.proc.returncode
-                return -signal.SIGKILL if code is None else code
+                return self.leader.proc.returncode  # reaped before `leader_done` was set
             return None
 
     def poll(self) -> int | None:
@@ -267,8 +254,6 @@ class ForkedWorker:
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
-        if self.pid is None:
-            self.leader.proc.kill()
 
 
 def start(

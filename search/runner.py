@@ -155,12 +155,12 @@ def _gate_mode(tracking_uri: str | None) -> str:
 def open_gates(procs: Sequence[WorkerProcess]) -> None:
     """Let the workers go on: their study exists now."""
     for proc in procs:
-        if isinstance(proc, prefork.ForkedWorker):
-            proc.leader.open_gate(GATE_OPEN)  # once per leader: it closes the pipe
-        elif proc.stdin is not None and not proc.stdin.closed:
+        # A forked worker's gate is its leader's stdin: opened once, then closed.
+        stdin = proc.leader.proc.stdin if isinstance(proc, prefork.ForkedWorker) else proc.stdin
+        if stdin is not None and not stdin.closed:
             try:
-                proc.stdin.write(GATE_OPEN)
-                proc.stdin.close()
+                stdin.write(GATE_OPEN)
+                stdin.close()
             except OSError:  # it died meanwhile: its exit code tells
                 pass
 

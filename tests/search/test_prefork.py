@@ -13,7 +13,6 @@ import pytest
 from optuna.trial import TrialState
 
 from search import api, prefork, runner
-from search.worker import GATE_OPEN
 from tests.support.study import REPO, ObservedStart, request, sqlite_url, trials
 
 pytestmark = pytest.mark.skipif(not prefork.available(), reason="pre-fork is Linux only")
@@ -54,7 +53,7 @@ def _wait_for_pids(workers: list[prefork.ForkedWorker]) -> list[int]:
 def test_each_child_has_its_own_environment_log_and_exit_code(tmp_path: Path) -> None:
     workers = _start(tmp_path, [{"X": "0"}, {"X": "3"}, {"X": "5"}])
     assert all(w.pid is None and w.poll() is None for w in workers)  # at the gate: not forked
-    workers[0].leader.open_gate(GATE_OPEN)
+    runner.open_gates(workers)
     assert [w.wait(timeout=60) for w in workers] == [0, 3, 5]
     pids = [w.pid for w in workers]
     assert len(set(pids)) == 3 and workers[0].leader.proc.pid not in pids
@@ -65,7 +64,7 @@ def test_each_child_has_its_own_environment_log_and_exit_code(tmp_path: Path) ->
 
 def test_a_signal_after_the_fork_reaches_that_child_only(tmp_path: Path) -> None:
     workers = _start(tmp_path, [{"X": "0", "SLEEP": "1"}, {"X": "0", "SLEEP": "1"}])
-    workers[0].leader.open_gate(GATE_OPEN)
+    runner.open_gates(workers)
     _wait_for_pids(workers)
     workers[0].send_signal(signal.SIGTERM)
     assert workers[0].wait(timeout=30) == -signal.SIGTERM
@@ -76,7 +75,7 @@ def test_a_signal_after_the_fork_reaches_that_child_only(tmp_path: Path) -> None
 
 def test_a_sigterm_to_the_leader_is_forwarded_to_every_child(tmp_path: Path) -> None:
     workers = _start(tmp_path, [{"X": "0", "SLEEP": "1"}, {"X": "0", "SLEEP": "1"}])
-    workers[0].leader.open_gate(GATE_OPEN)
+    runner.open_gates(workers)
     _wait_for_pids(workers)
     workers[0].leader.proc.send_signal(signal.SIGTERM)  # e.g. `kill` of the process group
     assert [w.wait(timeout=30) for w in workers] == [-signal.SIGTERM, -signal.SIGTERM]
@@ -106,7 +105,7 @@ def test_a_leader_that_fails_before_forking_gives_every_worker_its_code(tmp_path
     logs = [tmp_path / "worker-0.log", tmp_path / "worker-1.log"]
     leader_log = tmp_path / "leader.log"
     workers = prefork.start([sys.executable, "-c", body], env, [{}, {}], logs, leader_log)
-    workers[0].leader.open_gate(GATE_OPEN)
+    runner.open_gates(workers)
     assert [w.wait(timeout=30) for w in workers] == [3, 3]
     assert runner._log_of(tmp_path, 0) == leader_log  # what the run's failure message shows
 
