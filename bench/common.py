@@ -22,6 +22,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -236,11 +237,47 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def process_group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a process group."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after the command's name
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[2]) == pgid:  # fields: state, ppid, pgrp, ..., utime (11), stime (12)
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+@dataclass(frozen=True)
+class MlflowServerProcess:
+    uri: str
+    pgid: int  # the server and its worker processes (a session of their own)
+
+    def cpu_s(self) -> float:
+        return process_group_cpu_s(self.pgid)
+
+
 @contextlib.contextmanager
 def mlflow_server(
     backend_uri: str, artifacts: Path, workers: int, timeout: float = 120.0
 ) -> Iterator[str]:
     """A real `mlflow server` on loopback with `workers` server workers; yields its URI."""
+    with mlflow_server_process(backend_uri, artifacts, workers, timeout) as server:
+        yield server.uri
+
+
+@contextlib.contextmanager
+def mlflow_server_process(
+    backend_uri: str, artifacts: Path, workers: int, timeout: float = 120.0
+) -> Iterator[MlflowServerProcess]:
+    """A real `mlflow server` on loopback with `workers` server workers, as a process group
+    whose CPU time can be read."""
     import signal
     import urllib.request
 
@@ -278,7 +315,7 @@ def mlflow_server(
                         f"{log_path.read_text()[-2000:]}"
                     ) from None
                 time.sleep(0.3)
-        yield uri
+        yield MlflowServerProcess(uri, proc.pid)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)

@@ -67,10 +67,10 @@ def _runs_behind_each_second(mlflow_db: Path) -> list[int]:
     ]
 
 
-def _hpsearch(args: list[str], cwd: Path, env: dict[str, str]) -> str:
+def _hpsearch(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[str, str]:
     proc = run_hpsearch(args, cwd, env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
+    return proc.stdout, proc.stderr
 
 
 @pytest.mark.slow  # worker processes, a kill and a resumed study: about a minute
@@ -104,8 +104,14 @@ def test_mlflow_stays_within_its_bound_and_a_kill_leaves_nothing_unsent(tmp_path
         assert max(spooled_each_second) <= N_WORKERS, spooled_each_second
 
         # The next command in the folder sends the dead workers' spooled runs first.
-        out = _hpsearch(["status", "--storage", storage], folder, env)
-        assert "MLflow runs waiting to be sent: 0" in out, out
+        out, err = _hpsearch(["status", "--storage", storage], folder, env)
+        # On failure: what the command said on stderr (why a run was not sent) and the spool.
+        assert "MLflow runs waiting to be sent: 0" in out, (
+            out,
+            err,
+            left,
+            _spool_files(spool, temp=True),
+        )
         if left:
             sent = re.search(r"sent (\d+) run\(s\) that a stopped worker left", out)
             assert sent and int(sent.group(1)) == len(left), (out, left)

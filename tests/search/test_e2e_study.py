@@ -83,9 +83,13 @@ def test_three_worker_processes_on_postgres_with_an_mlflow_server(
 ) -> None:
     storage = postgres_db()
     env = {**worker_env(), "MLFLOW_TRACKING_URI": mlflow_server.uri}
+    # Trials of ~0.5-1 s: a worker claims about a second of work at a time, so the study spans
+    # several claims per worker, longer than the workers' staggered starts (with 0.1 s trials
+    # the first worker up could finish all 15 before the others had imported torch).
+    epochs = 16
     create = subprocess.run(
         [*HPSEARCH, "create", "--storage", storage, "--name", "pg", "--trials", "15",
-         "--epochs", "2", "--tiers", "1", "--dataset", "digits"],
+         "--epochs", str(epochs), "--tiers", "1", "--dataset", "digits"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert create.returncode == 0, create.stderr
@@ -104,7 +108,7 @@ def test_three_worker_processes_on_postgres_with_an_mlflow_server(
     assert {r.data.tags["hpsearch.trial_number"] for r in children} == {str(n) for n in range(15)}
     assert all(r.info.status != "RUNNING" for r in children)
     run = children[0]
-    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
+    assert len(client.get_metric_history(run.info.run_id, "val_loss")) == epochs
     # No `hpsearch run` process here (the docker-compose shape): the first worker to see the
     # budget met summarizes the study and ends its parent run.
     parent = client.get_run(spec.parent_run_id)
