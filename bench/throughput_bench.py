@@ -255,7 +255,8 @@ def rates(quick: bool) -> tuple[list[Row], dict[str, Any]]:
                 server_ms[n] = (server.cpu_s() - before) / n_trials * 1000
     best_n = max(untracked, key=lambda n: untracked[n])
     scale = untracked[2] / untracked[1]
-    best_tracked = max(tracked.values())
+    best_tracked_n = max(tracked, key=lambda n: tracked[n])
+    best_tracked = tracked[best_tracked_n]
     rows = [
         row(f"tiny trials/s, PostgreSQL, untracked, {n} worker(s)", untracked[n], unit="trials/s")
         for n in counts
@@ -299,7 +300,6 @@ def rates(quick: bool) -> tuple[list[Row], dict[str, Any]]:
     # What bounds the tracked rate: the server's own CPU per trial (its 4 requests) at the
     # best worker count, and the rate the machine's cores could give if the server had them
     # all to itself (the workers and PostgreSQL need their share too).
-    best_tracked_n = max(tracked, key=lambda n: tracked[n])
     ceiling = (os.cpu_count() or 1) * 1000 / server_ms[best_tracked_n]
     rows.append(
         row(
@@ -310,8 +310,12 @@ def rates(quick: bool) -> tuple[list[Row], dict[str, Any]]:
             auto_ratio=False,
         )
     )
-    figures = {"untracked": untracked, "tracked": tracked, "mlflow_server_cpu_ms": server_ms}
-    return rows, {**figures, "trials_per_worker": per_worker}
+    return rows, {
+        "untracked": untracked,
+        "tracked": tracked,
+        "mlflow_server_cpu_ms": server_ms,
+        "trials_per_worker": per_worker,
+    }
 
 
 # --- (c) service cost per trial -----------------------------------------------------------------
