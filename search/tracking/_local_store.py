@@ -76,7 +76,12 @@ def _has_content(path: Path) -> bool:
 def _half_created(path: Path) -> str | None:
     """What shows the store's creation did not finish; None when it did."""
     try:
-        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as conn:
+        # Read-write, never created (`mode=rw`): a worker killed mid-write leaves a hot journal
+        # that only a writable connection may roll back; read-only, SQLite refuses with
+        # "attempt to write a readonly database" and a whole store would look broken.
+        with contextlib.closing(
+            sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, timeout=60)
+        ) as conn:
             tables = {
                 r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
             }

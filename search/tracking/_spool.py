@@ -213,6 +213,11 @@ def _replay_one(
             ops = _without_overwrites(client, target.run_id, ops)
         except Exception as exc:
             if not is_permanent(exc):
+                _logger.warning(
+                    "run %s could not be read from the tracking server, its spool file waits: %s",
+                    target.run_id,
+                    describe(exc),
+                )
                 os.rename(claimed, original)
                 return None, True
             # a deleted or unknown run: the ops below are refused and dropped one by one
@@ -222,6 +227,12 @@ def _replay_one(
             execute(client, target, op)
         except Exception as exc:
             if not is_permanent(exc):
+                _logger.warning(
+                    "spooled %s for run %s not taken, its spool file waits: %s",
+                    op["op"],
+                    target.run_id,
+                    describe(exc),
+                )
                 server_down = True
                 break
             _logger.warning(

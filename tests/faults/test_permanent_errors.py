@@ -128,3 +128,42 @@ def test_a_half_created_mlflow_store_is_refused_with_how_to_recover(
     assert "half-created" in lines[0] and str(store) in lines[0], lines[0]
     assert f"mv {store} {store}.broken" in lines[0], lines[0]  # how to recover
     assert not (tmp_path / "hpsearch.db").exists()  # no study was made beside a broken store
+
+
+_KILLED_WRITER = """
+import os, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA cache_size = 1")  # spill to the file: the journal holds the old pages
+conn.execute("BEGIN")
+for _ in range(500):
+    conn.execute(
+        "INSERT INTO experiments (name, lifecycle_stage) VALUES (hex(randomblob(200)), 'active')"
+    )
+os._exit(9)  # killed mid-transaction, as a SIGKILLed worker is: the journal is left hot
+"""
+
+
+def test_a_whole_store_whose_writer_was_killed_mid_write_is_not_half_created(
+    tmp_path: Path,
+) -> None:
+    """The journal a killed writer leaves can only be rolled back by a writable connection:
+    looked at read-only, SQLite says "attempt to write a readonly database", and the next
+    command called a whole store half-created (seen as a flake of the backlog fault test)."""
+    import subprocess
+    import sys
+
+    from search.tracking._local_store import prepare_local_store
+
+    store = tmp_path / "mlflow.db"
+    prepare_local_store(f"sqlite:///{store}")
+    with sqlite3.connect(store) as conn:
+        before = conn.execute("SELECT count(*) FROM experiments").fetchone()[0]
+    subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(store)], check=False)
+    assert Path(f"{store}-journal").stat().st_size > 0  # the writer really left its journal
+
+    from search.tracking import _local_store
+
+    _local_store._checked.discard(store.resolve())  # a new process: nothing checked yet
+    prepare_local_store(f"sqlite:///{store}")  # no InfrastructureError
+    with sqlite3.connect(store) as conn:  # rolled back: the killed transaction left nothing
+        assert conn.execute("SELECT count(*) FROM experiments").fetchone()[0] == before

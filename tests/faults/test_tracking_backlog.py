@@ -105,13 +105,13 @@ def test_mlflow_stays_within_its_bound_and_a_kill_leaves_nothing_unsent(tmp_path
 
         # The next command in the folder sends the dead workers' spooled runs first.
         out, err = _hpsearch(["status", "--storage", storage], folder, env)
-        # On failure: what the command said on stderr (why a run was not sent) and the spool.
-        assert "MLflow runs waiting to be sent: 0" in out, (
-            out,
-            err,
-            left,
-            _spool_files(spool, temp=True),
-        )
+        # On failure: what the command said on stderr (why a run was not sent) and the spool,
+        # printed whole (pytest shows captured output in full, a long message cut short).
+        if "MLflow runs waiting to be sent: 0" not in out:
+            print(f"stdout:\n{out}\nstderr:\n{err}\nspool before: {left}")
+            for path in _spool_files(spool, temp=True):
+                print(f"{path.name}:\n{path.read_text(encoding='utf-8')[:2000]}")
+        assert "MLflow runs waiting to be sent: 0" in out, out
         if left:
             sent = re.search(r"sent (\d+) run\(s\) that a stopped worker left", out)
             assert sent and int(sent.group(1)) == len(left), (out, left)
