@@ -254,6 +254,50 @@ def process_group_cpu_s(pgid: int) -> float:
     return total / tick
 
 
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) clock ticks of all the machine's CPUs since boot (Linux /proc/stat)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]  # user .. steal; guest is in user
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+class CpuSampler:
+    """The machine's busy share of its CPUs, sampled in a thread (`with CpuSampler() as s:`),
+    readable afterwards over any interval inside the sampling: whether a rate was bound by
+    the cores themselves."""
+
+    def __init__(self, interval_s: float = 0.2) -> None:
+        import threading
+
+        self.interval_s = interval_s
+        self._samples: list[tuple[float, int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            self._samples.append((time.time(), *_cpu_jiffies()))
+            if self._stop.wait(self.interval_s):
+                return
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def busy_fraction(self, start: float, end: float) -> float:
+        """Busy share of all cores between two `time.time()` stamps (the samples inside)."""
+        inside = [s for s in self._samples if start <= s[0] <= end]
+        if len(inside) < 2:
+            raise ValueError(f"fewer than 2 CPU samples between {start} and {end}")
+        (_, busy0, total0), (_, busy1, total1) = inside[0], inside[-1]
+        return (busy1 - busy0) / max(total1 - total0, 1)
+
+
 @dataclass(frozen=True)
 class MlflowServerProcess:
     uri: str
