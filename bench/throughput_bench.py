@@ -112,14 +112,6 @@ def _rotate(commands: Sequence[Callable[[], float]], repeats: int) -> list[list[
     return times
 
 
-def _alternate(
-    a: Callable[[], float], b: Callable[[], float], repeats: int
-) -> tuple[list[float], list[float]]:
-    """A B A B ... after one warm-up of each: the pairs share the machine's drift."""
-    times_a, times_b = _rotate([a, b], repeats)
-    return times_a, times_b
-
-
 # --- (a) the demo -------------------------------------------------------------------------------
 
 
@@ -445,8 +437,9 @@ def service_cost(quick: bool) -> list[Row]:
 
 def startup(repeats: int) -> list[Row]:
     here = Path.cwd()
-    a, b = _alternate(
-        lambda: _run([HPSEARCH, "--help"], here), lambda: _run([OPTUNA, "--help"], here), repeats
+    a, b = _rotate(
+        [lambda: _run([HPSEARCH, "--help"], here), lambda: _run([OPTUNA, "--help"], here)],
+        repeats,
     )
     help_s = statistics.median(a)
     rows = [

@@ -11,6 +11,8 @@ store left half-created is refused with one line saying how to recover.
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -149,21 +151,16 @@ def test_a_whole_store_whose_writer_was_killed_mid_write_is_not_half_created(
     """The journal a killed writer leaves can only be rolled back by a writable connection:
     looked at read-only, SQLite says "attempt to write a readonly database", and the next
     command called a whole store half-created (seen as a flake of the backlog fault test)."""
-    import subprocess
-    import sys
-
-    from search.tracking._local_store import prepare_local_store
+    from search.tracking import _local_store
 
     store = tmp_path / "mlflow.db"
-    prepare_local_store(f"sqlite:///{store}")
+    _local_store.prepare_local_store(f"sqlite:///{store}")
     with sqlite3.connect(store) as conn:
         before = conn.execute("SELECT count(*) FROM experiments").fetchone()[0]
     subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(store)], check=False)
     assert Path(f"{store}-journal").stat().st_size > 0  # the writer really left its journal
 
-    from search.tracking import _local_store
-
-    _local_store._checked.discard(store.resolve())  # a new process: nothing checked yet
-    prepare_local_store(f"sqlite:///{store}")  # no InfrastructureError
+    _local_store._checked.discard(store.resolve())  # as a new process: nothing checked yet
+    _local_store.prepare_local_store(f"sqlite:///{store}")  # no InfrastructureError
     with sqlite3.connect(store) as conn:  # rolled back: the killed transaction left nothing
         assert conn.execute("SELECT count(*) FROM experiments").fetchone()[0] == before
